@@ -1,0 +1,182 @@
+//! The gateway's YAML file, exactly as an operator writes it.
+//!
+//! These types only describe the *shape* of the file: every field is
+//! optional where a sensible default exists, unknown keys are refused
+//! (`deny_unknown_fields`) so that a typo never silently falls back to a
+//! default, and nothing here is checked beyond what serde checks. The
+//! conversion into the runtime types in [`super::runtime`] is where values
+//! are validated and every error is collected with the field it belongs to.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The whole gateway file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the gateway listens.
+    pub listeners: FileListeners,
+    /// `active-standby` (default) or `active-active`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// In active-standby, the node that is primary when both are healthy at
+    /// start and the node that takes the role back when failback preempts.
+    /// Defaults to the first node.
+    #[serde(default)]
+    pub primary: Option<String>,
+    /// Exactly two twin nodes.
+    pub nodes: Vec<FileNode>,
+    #[serde(default)]
+    pub health_check: FileHealthCheck,
+    #[serde(default)]
+    pub passive: FilePassive,
+    #[serde(default)]
+    pub failback: FileFailback,
+    #[serde(default)]
+    pub flap_damping: FileFlapDamping,
+    #[serde(default)]
+    pub timeouts: FileTimeouts,
+    #[serde(default)]
+    pub unavailable: FileUnavailable,
+    #[serde(default)]
+    pub server: FileServer,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListeners {
+    /// Plain HTTP listener, `host:port`.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// HTTPS listener with its certificate.
+    #[serde(default)]
+    pub https: Option<FileHttps>,
+    /// Prometheus metrics listener, `host:port`.
+    #[serde(default)]
+    pub metrics: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHttps {
+    pub address: String,
+    /// PEM certificate chain, leaf first. Relative paths are resolved
+    /// against the directory of the config file.
+    pub certificate: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Offer HTTP/2 by ALPN (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNode {
+    /// Short name used in logs, metrics and the admin API (`a`, `b`).
+    pub name: String,
+    /// The portal application, `ip:port`.
+    pub address: String,
+    /// The node-agent answering the readiness protocol, `ip:port`.
+    /// Defaults to the application address.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Relative share of traffic in active-active (1..=1000, default 100).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealthCheck {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub rise: Option<u32>,
+    #[serde(default)]
+    pub fall: Option<u32>,
+    /// Cut connections still open to a node the moment it is declared
+    /// down, so idempotent requests waiting on it are retried on the twin
+    /// (HAProxy's `on-marked-down shutdown-sessions`). Default true.
+    #[serde(default)]
+    pub shutdown_sessions_on_down: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePassive {
+    /// Consecutive timeouts or 5xx answers that eject a node (default 5;
+    /// 0 disables soft ejection). Refused and reset connections eject at
+    /// once regardless.
+    #[serde(default)]
+    pub error_limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFailback {
+    /// Give the primary role back to the configured primary once it has
+    /// been healthy for `hold_down` (default false: traffic stays).
+    #[serde(default)]
+    pub preempt: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub hold_down: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFlapDamping {
+    /// How far back node failures are counted.
+    #[serde(default, with = "humantime_serde")]
+    pub window: Option<Duration>,
+    /// Failures within the window that make a node "flapping".
+    #[serde(default)]
+    pub threshold: Option<u32>,
+    /// How long a flapping node is kept out after it looks healthy again;
+    /// doubles with every further failure, up to `max_hold`.
+    #[serde(default, with = "humantime_serde")]
+    pub hold: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_hold: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTimeouts {
+    #[serde(default, with = "humantime_serde")]
+    pub connect: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub read: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub write: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub upstream_idle: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUnavailable {
+    /// Value of `Retry-After` when no node can serve.
+    #[serde(default, with = "humantime_serde")]
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    /// Worker threads of the proxy service.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub grace_period: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub graceful_shutdown_timeout: Option<Duration>,
+    #[serde(default)]
+    pub pid_file: Option<String>,
+    #[serde(default)]
+    pub upgrade_socket: Option<String>,
+}

@@ -1,0 +1,511 @@
+//! Validated configuration, the only form the rest of the gateway reads.
+
+use super::file::*;
+use super::FieldError;
+use crate::tls::{self, CertifiedKey};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How traffic is spread over the twins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// All traffic to the primary; the standby is only health-checked and
+    /// takes over when the primary fails.
+    ActiveStandby,
+    /// Both nodes serve, split by weight.
+    ActiveActive,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::ActiveStandby => "active-standby",
+            Mode::ActiveActive => "active-active",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listeners: Listeners,
+    pub mode: Mode,
+    /// Index into `nodes` of the configured (preferred) primary.
+    pub primary: usize,
+    pub nodes: [NodeConfig; 2],
+    pub health: HealthCheck,
+    pub passive: Passive,
+    pub failback: Failback,
+    pub flap: FlapDamping,
+    pub timeouts: Timeouts,
+    pub unavailable: Unavailable,
+    pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    pub http: Option<SocketAddr>,
+    pub https: Option<HttpsListener>,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpsListener {
+    pub address: SocketAddr,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// The loaded and checked key pair.
+    pub cert: Arc<CertifiedKey>,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    pub agent: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub shutdown_sessions_on_down: bool,
+}
+
+impl HealthCheck {
+    /// Longest time from a node hanging to it being declared down by the
+    /// active checks: up to one interval until the next check starts, then
+    /// `fall` checks that each last at most max(timeout, interval).
+    pub fn detection_bound(&self) -> Duration {
+        self.interval + self.interval.max(self.timeout) * self.fall
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passive {
+    /// Consecutive timeouts or 5xx answers that eject a node; 0 = never.
+    pub error_limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failback {
+    pub preempt: bool,
+    pub hold_down: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapDamping {
+    pub window: Duration,
+    pub threshold: u32,
+    pub hold: Duration,
+    pub max_hold: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub upstream_idle: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable {
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub pid_file: PathBuf,
+    pub upgrade_socket: PathBuf,
+}
+
+/// Defaults, in one place so that docs and code agree.
+pub mod defaults {
+    use std::time::Duration;
+    pub const HEALTH_PATH: &str = "/ready";
+    /// 250 ms interval and timeout with fall 2: a hung node is declared
+    /// down within 750 ms (see `HealthCheck::detection_bound`).
+    pub const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(250);
+    pub const RISE: u32 = 2;
+    pub const FALL: u32 = 2;
+    pub const PASSIVE_ERROR_LIMIT: u32 = 5;
+    pub const HOLD_DOWN: Duration = Duration::from_secs(30);
+    pub const FLAP_WINDOW: Duration = Duration::from_secs(60);
+    pub const FLAP_THRESHOLD: u32 = 3;
+    pub const FLAP_HOLD: Duration = Duration::from_secs(10);
+    pub const FLAP_MAX_HOLD: Duration = Duration::from_secs(300);
+    pub const CONNECT: Duration = Duration::from_millis(500);
+    pub const READ: Duration = Duration::from_secs(60);
+    pub const WRITE: Duration = Duration::from_secs(60);
+    pub const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+    pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+    pub const WEIGHT: u32 = 100;
+    pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
+    pub const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const PID_FILE: &str = "/run/twinport/gateway.pid";
+    pub const UPGRADE_SOCKET: &str = "/run/twinport/gateway-upgrade.sock";
+}
+
+/// Collects every error of one file instead of stopping at the first.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, field: &str, value: &str) -> Option<SocketAddr> {
+        match value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.push(
+                    field,
+                    format!("`{value}` is not an address of the form ip:port (for example 127.0.0.1:8080)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn range_u32(&mut self, field: &str, v: Option<u32>, default: u32, min: u32, max: u32) -> u32 {
+        let v = v.unwrap_or(default);
+        if v < min || v > max {
+            self.push(field, format!("{v} is out of range ({min} to {max})"));
+        }
+        v
+    }
+
+    fn duration(
+        &mut self,
+        field: &str,
+        v: Option<Duration>,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let v = v.unwrap_or(default);
+        if v < min {
+            self.push(
+                field,
+                format!(
+                    "{} is too short (at least {})",
+                    humantime::format_duration(v),
+                    humantime::format_duration(min)
+                ),
+            );
+        }
+        v
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl GatewayConfig {
+    /// Checks every field of `f` and builds the runtime configuration, or
+    /// returns every problem found. `base` is the directory relative paths
+    /// are resolved against.
+    pub fn from_file(f: FileConfig, base: &Path) -> Result<Self, Vec<FieldError>> {
+        let mut e = Errors::default();
+        const MS: Duration = Duration::from_millis(1);
+
+        // Listeners.
+        let http = f
+            .listeners
+            .http
+            .as_deref()
+            .and_then(|a| e.addr("listeners.http", a));
+        let metrics = f
+            .listeners
+            .metrics
+            .as_deref()
+            .and_then(|a| e.addr("listeners.metrics", a));
+        let https = f.listeners.https.as_ref().and_then(|h| {
+            let address = e.addr("listeners.https.address", &h.address);
+            let certificate = resolve(base, &h.certificate);
+            let key = resolve(base, &h.key);
+            let cert = match tls::load_certified_key(&certificate, &key) {
+                Ok(ck) => Some(Arc::new(ck)),
+                Err(err) => {
+                    e.push(err.field(), err.to_string());
+                    None
+                }
+            };
+            Some(HttpsListener {
+                address: address?,
+                certificate,
+                key,
+                cert: cert?,
+                http2: h.http2.unwrap_or(true),
+            })
+        });
+        if f.listeners.http.is_none() && f.listeners.https.is_none() {
+            e.push("listeners", "at least one of `http` and `https` is needed");
+        }
+        let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
+        for (field, a) in [
+            ("listeners.http", http),
+            ("listeners.https.address", https.as_ref().map(|h| h.address)),
+            ("listeners.metrics", metrics),
+        ] {
+            if let Some(a) = a {
+                if let Some((other, _)) = bound.iter().find(|(_, b)| *b == a) {
+                    e.push(field, format!("{a} is already used by {other}"));
+                }
+                bound.push((field, a));
+            }
+        }
+
+        // Mode.
+        let mode = match f.mode.as_deref() {
+            None | Some("active-standby") => Mode::ActiveStandby,
+            Some("active-active") => Mode::ActiveActive,
+            Some(other) => {
+                e.push(
+                    "mode",
+                    format!("`{other}` is not a mode (active-standby or active-active)"),
+                );
+                Mode::ActiveStandby
+            }
+        };
+
+        // Nodes.
+        if f.nodes.len() != 2 {
+            e.push(
+                "nodes",
+                format!("exactly two twin nodes are needed, found {}", f.nodes.len()),
+            );
+        }
+        let mut nodes = Vec::new();
+        for (i, n) in f.nodes.iter().enumerate() {
+            let at = |k: &str| format!("nodes[{i}].{k}");
+            if !valid_name(&n.name) {
+                e.push(
+                    at("name"),
+                    format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", n.name),
+                );
+            }
+            let address = e.addr(&at("address"), &n.address);
+            let agent = match &n.agent {
+                Some(a) => e.addr(&at("agent"), a),
+                None => address,
+            };
+            let weight = e.range_u32(&at("weight"), n.weight, defaults::WEIGHT, 1, 1000);
+            if let (Some(address), Some(agent)) = (address, agent) {
+                nodes.push(NodeConfig {
+                    name: n.name.clone(),
+                    address,
+                    agent,
+                    weight,
+                });
+            }
+        }
+        if nodes.len() == 2 {
+            if nodes[0].name == nodes[1].name {
+                e.push(
+                    "nodes[1].name",
+                    format!("`{}` is already the name of nodes[0]", nodes[1].name),
+                );
+            }
+            if nodes[0].address == nodes[1].address {
+                e.push(
+                    "nodes[1].address",
+                    format!("{} is already the address of nodes[0]", nodes[1].address),
+                );
+            }
+        }
+        let primary = match &f.primary {
+            None => 0,
+            Some(p) => match f.nodes.iter().position(|n| &n.name == p) {
+                Some(i) => i,
+                None => {
+                    e.push("primary", format!("`{p}` is not the name of a node"));
+                    0
+                }
+            },
+        };
+
+        // Health checks.
+        let hc = &f.health_check;
+        let path = hc
+            .path
+            .clone()
+            .unwrap_or_else(|| defaults::HEALTH_PATH.to_string());
+        if !path.starts_with('/')
+            || path
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            e.push(
+                "health_check.path",
+                format!("`{path}` must be an absolute path such as /ready"),
+            );
+        }
+        let health = HealthCheck {
+            path,
+            interval: e.duration(
+                "health_check.interval",
+                hc.interval,
+                defaults::HEALTH_INTERVAL,
+                10 * MS,
+            ),
+            timeout: e.duration(
+                "health_check.timeout",
+                hc.timeout,
+                defaults::HEALTH_TIMEOUT,
+                10 * MS,
+            ),
+            rise: e.range_u32("health_check.rise", hc.rise, defaults::RISE, 1, 100),
+            fall: e.range_u32("health_check.fall", hc.fall, defaults::FALL, 1, 100),
+            shutdown_sessions_on_down: hc.shutdown_sessions_on_down.unwrap_or(true),
+        };
+
+        let passive = Passive {
+            error_limit: e.range_u32(
+                "passive.error_limit",
+                f.passive.error_limit,
+                defaults::PASSIVE_ERROR_LIMIT,
+                0,
+                1000,
+            ),
+        };
+        let failback = Failback {
+            preempt: f.failback.preempt.unwrap_or(false),
+            hold_down: e.duration(
+                "failback.hold_down",
+                f.failback.hold_down,
+                defaults::HOLD_DOWN,
+                Duration::ZERO,
+            ),
+        };
+        let fd = &f.flap_damping;
+        let flap = FlapDamping {
+            window: e.duration(
+                "flap_damping.window",
+                fd.window,
+                defaults::FLAP_WINDOW,
+                Duration::ZERO,
+            ),
+            threshold: e.range_u32(
+                "flap_damping.threshold",
+                fd.threshold,
+                defaults::FLAP_THRESHOLD,
+                1,
+                1000,
+            ),
+            hold: e.duration(
+                "flap_damping.hold",
+                fd.hold,
+                defaults::FLAP_HOLD,
+                Duration::ZERO,
+            ),
+            max_hold: e.duration(
+                "flap_damping.max_hold",
+                fd.max_hold,
+                defaults::FLAP_MAX_HOLD,
+                Duration::ZERO,
+            ),
+        };
+        if flap.max_hold < flap.hold {
+            e.push(
+                "flap_damping.max_hold",
+                "must not be shorter than flap_damping.hold",
+            );
+        }
+        let t = &f.timeouts;
+        let timeouts = Timeouts {
+            connect: e.duration("timeouts.connect", t.connect, defaults::CONNECT, MS),
+            read: e.duration("timeouts.read", t.read, defaults::READ, MS),
+            write: e.duration("timeouts.write", t.write, defaults::WRITE, MS),
+            upstream_idle: e.duration(
+                "timeouts.upstream_idle",
+                t.upstream_idle,
+                defaults::UPSTREAM_IDLE,
+                Duration::ZERO,
+            ),
+        };
+        let unavailable = Unavailable {
+            retry_after: e.duration(
+                "unavailable.retry_after",
+                f.unavailable.retry_after,
+                defaults::RETRY_AFTER,
+                Duration::from_secs(1),
+            ),
+        };
+        let s = &f.server;
+        let threads = s.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        if threads == 0 || threads > 256 {
+            e.push(
+                "server.threads",
+                format!("{threads} is out of range (1 to 256)"),
+            );
+        }
+        let server = ServerSettings {
+            threads,
+            grace_period: s.grace_period.unwrap_or(defaults::GRACE_PERIOD),
+            graceful_shutdown_timeout: s
+                .graceful_shutdown_timeout
+                .unwrap_or(defaults::GRACEFUL_SHUTDOWN_TIMEOUT),
+            pid_file: resolve(base, s.pid_file.as_deref().unwrap_or(defaults::PID_FILE)),
+            upgrade_socket: resolve(
+                base,
+                s.upgrade_socket
+                    .as_deref()
+                    .unwrap_or(defaults::UPGRADE_SOCKET),
+            ),
+        };
+
+        if !e.0.is_empty() {
+            return Err(e.0);
+        }
+        let nodes: [NodeConfig; 2] = nodes.try_into().expect("two nodes were checked above");
+        Ok(GatewayConfig {
+            listeners: Listeners {
+                http,
+                https,
+                metrics,
+            },
+            mode,
+            primary,
+            nodes,
+            health,
+            passive,
+            failback,
+            flap,
+            timeouts,
+            unavailable,
+            server,
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Prometheus metrics (names fixed by DESIGN.md) and their HTTP listener.
+//!
+//! Everything is registered in prometheus' default registry, the one
+//! pingora's own tooling reads. Per-request paths never look a label set
+//! up: each node holds its own counter handles (see [`crate::node`]).
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub node_up: IntGaugeVec,
+    pub node_role: IntGaugeVec,
+    pub node_state: IntGaugeVec,
+    pub inflight: IntGaugeVec,
+    pub failovers: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub health_checks: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_generation: IntGauge,
+    pub passive_failures: IntCounterVec,
+    pub sessions_cut: IntCounterVec,
+}
+
+/// Latency buckets from 1 ms to 30 s: the interesting range for a portal.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    Metrics {
+    requests: register_int_counter_vec!(
+        "twinport_requests_total",
+        "Requests answered by the gateway, by the node that answered (none: no node could) and status class",
+        &["node", "code_class"]
+    )
+    .expect("metric registers once"),
+    request_duration: register_histogram_vec!(
+        "twinport_request_duration_seconds",
+        "Time from request header to the end of the response, by node",
+        &["node"],
+        BUCKETS.to_vec()
+    )
+    .expect("metric registers once"),
+    node_up: register_int_gauge_vec!(
+        "twinport_node_up",
+        "1 if the node is considered healthy",
+        &["node"]
+    )
+    .expect("metric registers once"),
+    node_role: register_int_gauge_vec!(
+        "twinport_node_role",
+        "1 for the node's current role",
+        &["node", "role"]
+    )
+    .expect("metric registers once"),
+    node_state: register_int_gauge_vec!(
+        "twinport_node_state",
+        "1 for the node's current state as the gateway sees it",
+        &["node", "state"]
+    )
+    .expect("metric registers once"),
+    inflight: register_int_gauge_vec!(
+        "twinport_inflight_requests",
+        "Requests currently sent to the node and not finished",
+        &["node"]
+    )
+    .expect("metric registers once"),
+    failovers: register_int_counter_vec!(
+        "twinport_failovers_total",
+        "Unplanned moves of traffic from one node to its twin, by cause",
+        &["reason"]
+    )
+    .expect("metric registers once"),
+    retries: register_int_counter_vec!(
+        "twinport_retries_total",
+        "Requests retried on the twin, by reason",
+        &["reason"]
+    )
+    .expect("metric registers once"),
+    health_checks: register_int_counter_vec!(
+        "twinport_health_checks_total",
+        "Active readiness checks, by node and result",
+        &["node", "result"]
+    )
+    .expect("metric registers once"),
+    config_reloads: register_int_counter_vec!(
+        "twinport_config_reloads_total",
+        "Configuration reloads, by result",
+        &["result"]
+    )
+    .expect("metric registers once"),
+    config_generation: register_int_gauge!(
+        "twinport_config_generation",
+        "Generation of the configuration in force (1 at start, +1 per good reload)"
+    )
+    .expect("metric registers once"),
+    passive_failures: register_int_counter_vec!(
+        "twinport_passive_failures_total",
+        "Failures the proxy saw on real requests, by node and kind",
+        &["node", "kind"]
+    )
+    .expect("metric registers once"),
+    sessions_cut: register_int_counter_vec!(
+        "twinport_sessions_cut_total",
+        "Upstream connections cut because their node was declared down",
+        &["node"]
+    )
+    .expect("metric registers once"),
+}
+});
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// The `code_class` label of a status: `1xx` .. `5xx`.
+pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+pub fn code_class_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// Renders the default registry as Prometheus text.
+pub fn render() -> Vec<u8> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    // Encoding the default registry into a Vec cannot fail.
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    buf
+}
+
+/// The metrics listener's app: `GET /metrics` (any path answers the same).
+pub struct MetricsApp;
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, _session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let body = render();
+        http::Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, TextEncoder::new().format_type())
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .expect("static response parts are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(CODE_CLASSES[code_class_index(204)], "2xx");
+        assert_eq!(CODE_CLASSES[code_class_index(503)], "5xx");
+        assert_eq!(CODE_CLASSES[code_class_index(101)], "1xx");
+        assert_eq!(CODE_CLASSES[code_class_index(0)], "5xx");
+    }
+
+    #[test]
+    fn every_design_metric_is_exported() {
+        let m = metrics();
+        m.config_generation.set(1);
+        m.requests.with_label_values(&["a", "2xx"]).inc();
+        m.request_duration.with_label_values(&["a"]).observe(0.01);
+        m.node_up.with_label_values(&["a"]).set(1);
+        m.node_role.with_label_values(&["a", "primary"]).set(1);
+        m.node_state.with_label_values(&["a", "ready"]).set(1);
+        m.inflight.with_label_values(&["a"]).set(0);
+        m.failovers.with_label_values(&["passive"]).inc();
+        m.retries.with_label_values(&["connect_refused"]).inc();
+        m.health_checks.with_label_values(&["a", "ok"]).inc();
+        m.config_reloads.with_label_values(&["ok"]).inc();
+        let text = String::from_utf8(render()).unwrap();
+        for name in [
+            "twinport_requests_total",
+            "twinport_request_duration_seconds_bucket",
+            "twinport_node_up",
+            "twinport_node_role",
+            "twinport_node_state",
+            "twinport_inflight_requests",
+            "twinport_failovers_total",
+            "twinport_retries_total",
+            "twinport_health_checks_total",
+            "twinport_config_reloads_total",
+            "twinport_config_generation",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

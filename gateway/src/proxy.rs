@@ -1,0 +1,408 @@
+//! The request path: pingora's `ProxyHttp` hooks.
+//!
+//! ```text
+//!  request ─▶ upstream_peer ──▶ connect ──▶ send ──▶ response header ──▶ body ──▶ logging
+//!              │ pick from the     │ fail_to_connect:      │ upstream_response_filter:
+//!              │ routing snapshot  │   passive failure,    │   5xx counts toward ejection,
+//!              │ (tried nodes in   │   always retry (the   │   no retry from here on
+//!              │ the ctx)          │   request was not     │
+//!              ▼                   │   sent)               ▼
+//!         503 page when            └ error_while_proxy: retry on the twin only if the method
+//!         no node can serve          is idempotent, the body fits the retry buffer and no
+//!                                    response header has arrived
+//! ```
+
+use crate::controller::Shared;
+use crate::failover::NodeId;
+use crate::metrics::{code_class_index, metrics, CODE_CLASSES};
+use crate::node::NodeRuntime;
+use crate::unavailable;
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::protocols::Digest;
+use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
+use pingora::{ErrorSource, ErrorType};
+use prometheus::{Histogram, IntCounter};
+use std::os::unix::io::RawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Gateway {
+    shared: Arc<Shared>,
+    /// Counters for requests that no node answered.
+    none_requests: [IntCounter; 5],
+    none_duration: Histogram,
+}
+
+impl Gateway {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let m = metrics();
+        Gateway {
+            shared,
+            none_requests: CODE_CLASSES.map(|c| m.requests.with_label_values(&["none", c])),
+            none_duration: m.request_duration.with_label_values(&["none"]),
+        }
+    }
+
+    fn soft_failure(&self, node: &NodeRuntime, limit: u32, kind: &'static str) {
+        metrics()
+            .passive_failures
+            .with_label_values(&[node.name.as_str(), kind])
+            .inc();
+        if limit == 0 {
+            return;
+        }
+        let n = node
+            .soft_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n >= limit {
+            node.soft_failures
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .passive_failure(node.index, format!("{n} consecutive errors, last: {kind}"));
+        }
+    }
+
+    fn hard_failure(&self, node: &NodeRuntime, kind: &'static str) {
+        metrics()
+            .passive_failures
+            .with_label_values(&[node.name.as_str(), kind])
+            .inc();
+        self.shared
+            .passive_failure(node.index, kind.replace('_', " "));
+    }
+}
+
+/// One attempt on one node: counted in flight until dropped.
+struct Attempt {
+    node: Arc<NodeRuntime>,
+    slot: Option<usize>,
+}
+
+impl Attempt {
+    fn new(node: Arc<NodeRuntime>) -> Self {
+        node.inflight.inc();
+        Attempt { node, slot: None }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.node.inflight.dec();
+        if let Some(slot) = self.slot.take() {
+            self.node.sessions.release(slot);
+        }
+    }
+}
+
+pub struct RequestCtx {
+    started: Instant,
+    /// Bit set of node ids already tried.
+    tried: u8,
+    attempt: Option<Attempt>,
+    /// The node of the latest attempt (for the request metrics).
+    node: Option<Arc<NodeRuntime>>,
+    /// Why the next `upstream_peer` call is a retry.
+    retry_reason: Option<&'static str>,
+    /// The retry may go to the same node (its kept-alive connection had
+    /// been closed under us; the node itself is fine).
+    retry_same_node: bool,
+    /// A response header arrived: from here on nothing can be retried.
+    response_started: bool,
+}
+
+fn node_id(ctx: &RequestCtx) -> Option<NodeId> {
+    ctx.node.as_ref().map(|n| n.index)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            tried: 0,
+            attempt: None,
+            node: None,
+            retry_reason: None,
+            retry_same_node: false,
+            response_started: false,
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let snap = self.shared.snapshot.load();
+        let pick = if ctx.tried == 0 {
+            snap.pick()
+        } else {
+            let same = node_id(ctx).filter(|n| ctx.retry_same_node && snap.order.contains(n));
+            snap.pick_retry(ctx.tried).or(same)
+        };
+        ctx.retry_same_node = false;
+        let Some(n) = pick else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no twin node can serve");
+        };
+        if let Some(reason) = ctx.retry_reason.take() {
+            metrics().retries.with_label_values(&[reason]).inc();
+        }
+        let node = snap.nodes[n].clone();
+        ctx.tried |= 1 << n;
+        // Replacing the previous attempt ends it (in flight -1).
+        ctx.attempt = Some(Attempt::new(node.clone()));
+        let peer = Box::new(node.peer.clone());
+        ctx.node = Some(node);
+        Ok(peer)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(a) = ctx.attempt.as_mut() {
+            if self
+                .shared
+                .snapshot
+                .load()
+                .config
+                .health
+                .shutdown_sessions_on_down
+            {
+                a.slot = a.node.sessions.register(fd);
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(a) = ctx.attempt.take() {
+            let limit = self.shared.snapshot.load().config.passive.error_limit;
+            let kind = match e.etype() {
+                ErrorType::ConnectRefused => {
+                    self.hard_failure(&a.node, "connect_refused");
+                    "connect_refused"
+                }
+                ErrorType::ConnectTimedout => {
+                    self.soft_failure(&a.node, limit, "connect_timeout");
+                    "connect_timeout"
+                }
+                _ => {
+                    self.hard_failure(&a.node, "connect_error");
+                    "connect_error"
+                }
+            };
+            ctx.retry_reason = Some(kind);
+        }
+        // Nothing reached the node: any method may go to the twin.
+        e.set_retry(true);
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if upstream_response.status.is_informational() {
+            return Ok(());
+        }
+        ctx.response_started = true;
+        if let Some(a) = ctx.attempt.as_mut() {
+            // The node answered: the connection no longer needs cutting.
+            if let Some(slot) = a.slot.take() {
+                a.node.sessions.release(slot);
+            }
+            if upstream_response.status.is_server_error() {
+                let limit = self.shared.snapshot.load().config.passive.error_limit;
+                self.soft_failure(&a.node, limit, "status_5xx");
+            } else if a
+                .node
+                .soft_failures
+                .load(std::sync::atomic::Ordering::Relaxed)
+                != 0
+            {
+                a.node
+                    .soft_failures
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let Some(a) = ctx.attempt.take() else {
+            e.set_retry(false);
+            return e;
+        };
+        if *e.esource() != ErrorSource::Upstream {
+            // The client went away or sent garbage: nothing to retry.
+            e.set_retry(false);
+            return e;
+        }
+        let snap = self.shared.snapshot.load();
+        let still_serving = snap.order.contains(&a.node.index);
+        let kind = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                self.soft_failure(&a.node, snap.config.passive.error_limit, "timeout");
+                "timeout"
+            }
+            _ if !still_serving => "node_down",
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                if client_reused =>
+            {
+                // A kept-alive connection the node had closed: not a node
+                // failure, and the same node may be tried again.
+                ctx.retry_same_node = true;
+                "stale_keepalive"
+            }
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+                self.hard_failure(&a.node, "connection_reset");
+                "connection_reset"
+            }
+            _ => {
+                self.soft_failure(&a.node, snap.config.passive.error_limit, "protocol_error");
+                "protocol_error"
+            }
+        };
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && !ctx.response_started;
+        e.set_retry(replayable);
+        if replayable {
+            ctx.retry_reason = Some(kind);
+        } else {
+            ctx.retry_same_node = false;
+        }
+        e
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        error: &Error,
+        _context: ProxyWarnLogContext,
+    ) -> bool {
+        // Retries are counted in twinport_retries_total; a failover under
+        // load would otherwise log one warning per request.
+        tracing::debug!(%error, "retrying on the twin");
+        true
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        ctx.attempt = None;
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => match e.etype() {
+                    ErrorType::ReadTimedout | ErrorType::ConnectTimedout => 504,
+                    _ => 502,
+                },
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code == 0 {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        if code < 500 {
+            let _ = session.respond_error(code).await;
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
+        }
+        let html = unavailable::wants_html(
+            session
+                .req_header()
+                .headers
+                .get(http::header::ACCEPT)
+                .map(|v| v.as_bytes()),
+        );
+        let retry_after = (code == 503).then(|| {
+            self.shared
+                .snapshot
+                .load()
+                .config
+                .unavailable
+                .retry_after
+                .as_secs()
+                .max(1)
+        });
+        let (header, body) = unavailable::build(code, html, retry_after);
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let written = async {
+            session
+                .write_response_header(Box::new(header), head_only)
+                .await?;
+            if !head_only {
+                session.write_response_body(Some(body), true).await?;
+            }
+            Ok::<_, Box<Error>>(())
+        }
+        .await;
+        if let Err(err) = written {
+            tracing::debug!(%err, "could not write the error answer");
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.attempt = None;
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let class = code_class_index(status);
+        let elapsed = ctx.started.elapsed().as_secs_f64();
+        match &ctx.node {
+            Some(n) if ctx.response_started => {
+                n.requests[class].inc();
+                n.duration.observe(elapsed);
+            }
+            _ => {
+                self.none_requests[class].inc();
+                self.none_duration.observe(elapsed);
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Assembles the pingora server from a validated configuration.
+//!
+//! Operators write one file; pingora's own `ServerConf` is derived from it
+//! here (threads, grace periods, pid file, upgrade socket), with the retry
+//! budget fixed to what two twins need.
+
+use crate::config::GatewayConfig;
+use crate::controller::{run_checker, Controller, Event, Shared};
+use crate::health::Checker;
+use crate::metrics::MetricsApp;
+use crate::proxy::Gateway;
+use crate::tls::CertResolver;
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tracing::info;
+
+/// Attempts per request: the first node, its twin, and one more on the
+/// same node when a kept-alive connection turned out to be closed.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Pingora's settings, derived from ours.
+pub fn server_conf(c: &GatewayConfig) -> ServerConf {
+    let mut conf = ServerConf::default();
+    conf.threads = c.server.threads;
+    conf.grace_period_seconds = Some(c.server.grace_period.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(c.server.graceful_shutdown_timeout.as_secs());
+    conf.pid_file = c.server.pid_file.display().to_string();
+    conf.upgrade_sock = c.server.upgrade_socket.display().to_string();
+    conf.max_retries = MAX_ATTEMPTS;
+    conf
+}
+
+/// Options from the command line that pingora itself acts on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessOptions {
+    /// Take the listening sockets over from a running gateway.
+    pub upgrade: bool,
+    pub daemon: bool,
+}
+
+/// Runs the health checkers and the controller inside pingora's lifecycle.
+struct ControlPlane {
+    parts: Mutex<Option<(Controller, mpsc::UnboundedReceiver<Event>)>>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for ControlPlane {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let Some((controller, events)) = self.parts.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        let checker = Arc::new(Checker::new());
+        for node in 0..2 {
+            tokio::spawn(run_checker(
+                node,
+                self.shared.clone(),
+                checker.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(ignore_sighup(shutdown.clone()));
+        controller.run(events, shutdown).await;
+    }
+}
+
+/// Pingora has no SIGHUP handler and the default action would kill the
+/// gateway; until configuration reload exists, SIGHUP is logged and ignored.
+async fn ignore_sighup(mut shutdown: ShutdownWatch) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => tracing::warn!("SIGHUP received: this gateway version cannot reload its configuration; restart or upgrade it instead"),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Builds the server: checks both nodes once, then sets up the proxy,
+/// metrics and control-plane services. Blocks until the server stops.
+pub fn run(config: GatewayConfig, opts: ProcessOptions) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let (mut controller, shared, events) = Controller::new(config.clone());
+
+    // Learn the nodes' health before the first request arrives.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(controller.initial_checks(&Checker::new()));
+    drop(rt);
+    let c = controller.cluster();
+    info!(
+        mode = config.mode.as_str(),
+        primary = c
+            .primary()
+            .map(|p| config.nodes[p].name.as_str())
+            .unwrap_or("none"),
+        a = c.node(0).health.as_str(),
+        b = c.node(1).health.as_str(),
+        "initial checks done"
+    );
+
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &conf,
+        Gateway::new(shared.clone()),
+        "twinport gateway",
+    );
+    if let Some(addr) = config.listeners.http {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(https) = &config.listeners.https {
+        let resolver = Arc::new(CertResolver::new(https.cert.clone()));
+        let mut tls = TlsSettings::intermediate("", "")?;
+        tls.set_cert_resolver(resolver);
+        if https.http2 {
+            tls.enable_h2();
+        }
+        proxy.add_tls_with_settings(&https.address.to_string(), None, tls);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = config.listeners.metrics {
+        let mut metrics = Service::new("twinport metrics".to_string(), MetricsApp);
+        metrics.add_tcp(&addr.to_string());
+        server.add_service(metrics);
+    }
+
+    let control = ControlPlane {
+        parts: Mutex::new(Some((controller, events))),
+        shared,
+    };
+    server.add_service(background_service("twinport control plane", control));
+    info!(
+        http = ?config.listeners.http,
+        https = ?config.listeners.https.as_ref().map(|h| h.address),
+        metrics = ?config.listeners.metrics,
+        "gateway starting"
+    );
+    server.run_forever();
+}

@@ -1,0 +1,152 @@
+//! TLS key material for the HTTPS listener.
+//!
+//! Certificates are loaded and checked here, during config validation, and
+//! never by pingora: its `TlsSettings::build` panics on a bad file. The
+//! listener is given a [`CertResolver`] that hands out the current
+//! [`CertifiedKey`] from an `ArcSwap`, so a new certificate can be put in
+//! place for new handshakes without touching the listening socket.
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use rustls::sign::CertifiedKey;
+
+/// Why a certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate file {path}: {reason}")]
+    CertFile { path: PathBuf, reason: String },
+    #[error("no PEM certificate found in {path}")]
+    NoCertificate { path: PathBuf },
+    #[error("cannot read a PEM private key from {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("key {key} does not suit certificate {cert}: {reason}")]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+}
+
+impl TlsError {
+    /// The config field the error belongs to.
+    pub fn field(&self) -> &'static str {
+        match self {
+            TlsError::CertFile { .. } | TlsError::NoCertificate { .. } => {
+                "listeners.https.certificate"
+            }
+            TlsError::KeyFile { .. } | TlsError::Mismatch { .. } => "listeners.https.key",
+        }
+    }
+}
+
+/// Loads a PEM certificate chain and its private key and checks that they
+/// belong together and that the key type is supported.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| TlsError::CertFile {
+            path: cert.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        });
+    }
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::KeyFile {
+        path: key.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, der, &provider).map_err(|e| TlsError::Mismatch {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Serves the current certificate to every new handshake.
+#[derive(Debug)]
+pub struct CertResolver {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertResolver {
+    pub fn new(key: Arc<CertifiedKey>) -> Self {
+        CertResolver {
+            current: ArcSwap::new(key),
+        }
+    }
+
+    /// Puts a new certificate in place for handshakes that start from now on;
+    /// connections already established keep theirs.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        self.current.store(key);
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("twinport-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn missing_certificate_names_the_certificate_field() {
+        let d = tempdir("missing");
+        let err = load_certified_key(&d.join("nope.crt"), &d.join("nope.key")).unwrap_err();
+        assert_eq!(err.field(), "listeners.https.certificate");
+        assert!(err.to_string().contains("nope.crt"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_right_field() {
+        let d = tempdir("garbage");
+        let c = write(&d, "c.pem", "not a certificate\n");
+        let k = write(&d, "k.pem", "not a key\n");
+        assert!(matches!(
+            load_certified_key(&c, &k),
+            Err(TlsError::NoCertificate { .. })
+        ));
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let c = write(&d, "good.pem", &cert.cert.pem());
+        let err = load_certified_key(&c, &k).unwrap_err();
+        assert_eq!(err.field(), "listeners.https.key");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let d = tempdir("mismatch");
+        let one = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let c = write(&d, "one.pem", &one.cert.pem());
+        let k = write(&d, "two.key", &two.key_pair.serialize_pem());
+        assert!(matches!(
+            load_certified_key(&c, &k),
+            Err(TlsError::Mismatch { .. })
+        ));
+        let k = write(&d, "one.key", &one.key_pair.serialize_pem());
+        load_certified_key(&c, &k).expect("matching pair loads");
+    }
+}
