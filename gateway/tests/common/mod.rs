@@ -1,0 +1,303 @@
+//! Real processes on ephemeral loopback ports: two demo twin nodes and the
+//! gateway binary, configured through a YAML file written per test.
+#![allow(dead_code)]
+
+use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Node {
+    pub name: String,
+    pub app: SocketAddr,
+    pub agent: SocketAddr,
+    pub journal: PathBuf,
+    pub proc: Option<Proc>,
+    log: PathBuf,
+}
+
+impl Node {
+    pub fn start(dir: &TempDir, name: &str) -> Node {
+        let mut n = Node {
+            name: name.to_string(),
+            app: free_addr(),
+            agent: free_addr(),
+            journal: dir.path().join(format!("journal-{name}.txt")),
+            proc: None,
+            log: dir.path().join(format!("node-{name}.log")),
+        };
+        n.restart();
+        n
+    }
+
+    /// Starts (again) on the same ports.
+    pub fn restart(&mut self) {
+        let mut cmd = Command::new(bin("demo-node"));
+        cmd.args(["--name", &self.name])
+            .args(["--listen", &self.app.to_string()])
+            .args(["--agent-listen", &self.agent.to_string()])
+            .arg("--journal")
+            .arg(&self.journal);
+        self.proc = Some(Proc::spawn(
+            &format!("node {}", self.name),
+            cmd,
+            Some(&self.log),
+        ));
+        assert!(
+            wait_for_port(self.app, Duration::from_secs(10)),
+            "node {} app",
+            self.name
+        );
+        assert!(
+            wait_for_port(self.agent, Duration::from_secs(10)),
+            "node {} agent",
+            self.name
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        self.proc.as_ref().expect("running").signal(sig);
+    }
+
+    /// kill -9, and wait until the process is gone.
+    pub fn crash(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal("KILL");
+            p.kill();
+        }
+    }
+
+    pub fn journal(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.journal)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Settings a test may change; the rest is the demo's defaults.
+#[derive(Clone)]
+pub struct GwOpts {
+    pub mode: &'static str,
+    pub weights: [u32; 2],
+    pub preempt: bool,
+    pub hold_down: &'static str,
+    pub https: bool,
+    pub read_timeout: &'static str,
+}
+
+impl Default for GwOpts {
+    fn default() -> Self {
+        GwOpts {
+            mode: "active-standby",
+            weights: [100, 100],
+            preempt: false,
+            hold_down: "30s",
+            https: false,
+            read_timeout: "60s",
+        }
+    }
+}
+
+pub struct Gateway {
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub metrics: SocketAddr,
+    pub config: PathBuf,
+    pub cert: PathBuf,
+    pub proc: Proc,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    pub fn start(dir: &TempDir, nodes: &[&Node; 2], o: &GwOpts) -> Gateway {
+        let http = free_addr();
+        let metrics = free_addr();
+        let https = o.https.then(free_addr);
+        let (cert, key) = devtools::write_dev_cert(
+            &dir.path().join("tls"),
+            &["localhost".to_string(), "127.0.0.1".to_string()],
+        )
+        .expect("dev cert");
+        let https_yaml = https
+            .map(|a| {
+                format!(
+                    "  https:\n    address: {a}\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                )
+            })
+            .unwrap_or_default();
+        let node_yaml: String = nodes
+            .iter()
+            .zip(o.weights)
+            .map(|(n, w)| {
+                format!(
+                    "  - name: {}\n    address: {}\n    agent: {}\n    weight: {w}\n",
+                    n.name, n.app, n.agent
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "listeners:\n  http: {http}\n{https_yaml}  metrics: {metrics}\n\
+mode: {mode}\nprimary: {primary}\nnodes:\n{node_yaml}\
+failback:\n  preempt: {preempt}\n  hold_down: {hold}\n\
+timeouts:\n  read: {read}\n\
+server:\n  threads: 2\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n",
+            mode = o.mode,
+            primary = nodes[0].name,
+            preempt = o.preempt,
+            hold = o.hold_down,
+            read = o.read_timeout,
+        );
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let log = dir.path().join("gateway.log");
+        let mut cmd = Command::new(bin("gateway"));
+        cmd.arg("--config").arg(&config);
+        let proc = Proc::spawn("gateway", cmd, Some(&log));
+        assert!(
+            wait_for_port(http, Duration::from_secs(15)),
+            "gateway did not open {http}; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(wait_for_port(metrics, Duration::from_secs(5)));
+        Gateway {
+            http,
+            https,
+            metrics,
+            config,
+            cert,
+            proc,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of one sample, such as `twinport_node_up{node="a"}`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        parse_sample(&text, sample)
+    }
+
+    /// Waits until `sample` has value `want`.
+    pub async fn wait_metric(&self, sample: &str, want: f64, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.metric(sample).await == Some(want) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+/// Finds `sample` (name with its labels in the exposition's order) in
+/// Prometheus text.
+pub fn parse_sample(text: &str, sample: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == sample).then(|| v.parse().ok())?
+    })
+}
+
+/// The outcome of one request in a load loop.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ok: bool,
+    pub status: u16,
+    pub node: String,
+    pub latency: Duration,
+    pub error: String,
+    pub at: Instant,
+}
+
+/// Runs `workers` loops of requests to `url` until `duration` has passed
+/// (each loop also stops after `max_per_worker` requests), collecting every
+/// outcome. Each worker has its own keep-alive connection.
+pub async fn load(
+    url: String,
+    workers: usize,
+    duration: Duration,
+    max_per_worker: usize,
+) -> Vec<Outcome> {
+    let end = Instant::now() + duration;
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let url = url.clone();
+        handles.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let mut out = Vec::new();
+            while Instant::now() < end && out.len() < max_per_worker {
+                let at = Instant::now();
+                let r = client.get(&url).send().await;
+                let o = match r {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let node = resp
+                            .headers()
+                            .get("x-twinport-node")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let body = resp.text().await;
+                        Outcome {
+                            ok: status == 200 && body.is_ok(),
+                            status,
+                            node,
+                            latency: at.elapsed(),
+                            error: body.err().map(|e| e.to_string()).unwrap_or_default(),
+                            at,
+                        }
+                    }
+                    Err(e) => Outcome {
+                        ok: false,
+                        status: 0,
+                        node: String::new(),
+                        latency: at.elapsed(),
+                        error: e.to_string(),
+                        at,
+                    },
+                };
+                out.push(o);
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("worker"));
+    }
+    all
+}
+
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).take(5).collect();
+    let max = outcomes.iter().map(|o| o.latency).max().unwrap_or_default();
+    format!(
+        "{} requests, {} failed, max latency {:?}; first failures: {:?}",
+        outcomes.len(),
+        outcomes.iter().filter(|o| !o.ok).count(),
+        max,
+        failed
+    )
+}

@@ -1,0 +1,374 @@
+//! Acceptance tests of the gateway core against real processes: the
+//! `gateway` binary and two demo twin nodes on ephemeral loopback ports.
+
+mod common;
+
+use common::*;
+use devtools::TempDir;
+use std::time::{Duration, Instant};
+
+fn share_of(outcomes: &[Outcome], node: &str) -> f64 {
+    outcomes.iter().filter(|o| o.node == node).count() as f64 / outcomes.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn active_standby_sends_every_request_to_the_primary() {
+    let dir = TempDir::new("as");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let out = load(gw.url("/whoami"), 4, Duration::from_secs(30), 100).await;
+    assert_eq!(out.len(), 400);
+    assert!(
+        out.iter().all(|o| o.ok && o.node == "a"),
+        "{}",
+        summary(&out)
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="a",role="primary"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="b",role="standby"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_requests_total{code_class="2xx",node="a"}"#)
+            .await,
+        Some(400.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn active_active_splits_by_weight_within_five_percent() {
+    let dir = TempDir::new("aa");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let opts = GwOpts {
+        mode: "active-active",
+        weights: [70, 30],
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let out = load(gw.url("/whoami"), 4, Duration::from_secs(60), 500).await;
+    assert_eq!(out.len(), 2000);
+    assert!(out.iter().all(|o| o.ok), "{}", summary(&out));
+    let share = share_of(&out, "a");
+    assert!(
+        (share - 0.70).abs() <= 0.05,
+        "node a got {share:.3} of 2000 requests, want 0.70 ± 0.05"
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="b",role="active"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_primary_under_load_fails_no_request() {
+    let dir = TempDir::new("kill");
+    let mut a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let load = tokio::spawn(load(
+        gw.url("/whoami"),
+        8,
+        Duration::from_millis(2500),
+        20_000,
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed_at = Instant::now();
+    a.crash();
+    let out = load.await.unwrap();
+
+    let failed = out.iter().filter(|o| !o.ok).count();
+    assert_eq!(failed, 0, "{}", summary(&out));
+    let max = out.iter().map(|o| o.latency).max().unwrap();
+    assert!(
+        max < Duration::from_secs(1),
+        "slowest request {max:?}; {}",
+        summary(&out)
+    );
+    let after = out.iter().filter(|o| o.at > killed_at).count();
+    assert!(
+        after > 100,
+        "the load went on after the kill: {after} requests"
+    );
+    assert!(out
+        .iter()
+        .filter(|o| o.at > killed_at + Duration::from_millis(50))
+        .all(|o| o.node == "b"));
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="b",role="primary"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(gw.metric(r#"twinport_node_up{node="a"}"#).await, Some(0.0));
+    assert_eq!(
+        gw.metric(r#"twinport_failovers_total{reason="passive"}"#)
+            .await,
+        Some(1.0)
+    );
+    let log = gw.log_text();
+    assert!(log.contains("failover: primary role moved"), "{log}");
+    assert!(
+        log.contains("connect refused") || log.contains("connection reset"),
+        "{log}"
+    );
+    println!("kill -9: {}", summary(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigstop_of_the_primary_is_detected_in_time_and_no_get_fails() {
+    let dir = TempDir::new("stop");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    // 20 connections of slow-ish GETs: some are always in flight on a.
+    let load = tokio::spawn(load(
+        gw.url("/slow?ms=30"),
+        20,
+        Duration::from_millis(3000),
+        10_000,
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stopped_at = Instant::now();
+    a.signal("STOP");
+    let mut detected = None;
+    while stopped_at.elapsed() < Duration::from_secs(3) {
+        if gw
+            .metric(r#"twinport_node_role{node="b",role="primary"}"#)
+            .await
+            == Some(1.0)
+        {
+            detected = Some(stopped_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let out = load.await.unwrap();
+    a.signal("CONT");
+
+    // Defaults: interval 250 ms, timeout 250 ms, fall 2 → at most 750 ms.
+    let bound = Duration::from_millis(750);
+    let detected = detected.expect("failover to b");
+    // The issue's bound is 1 s with the defaults; the metric is polled every
+    // 10 ms on a loaded two-core machine, hence the margin over 750 ms.
+    assert!(
+        detected <= Duration::from_secs(1),
+        "detected after {detected:?}, bound {bound:?}"
+    );
+    let failed = out.iter().filter(|o| !o.ok).count();
+    assert_eq!(failed, 0, "{}", summary(&out));
+    // Requests caught on the hung node are cut at detection and answered by
+    // the twin: none waits much longer than the detection bound.
+    let max = out.iter().map(|o| o.latency).max().unwrap();
+    assert!(
+        max <= bound + Duration::from_millis(500),
+        "slowest {max:?}; {}",
+        summary(&out)
+    );
+    let cut = gw
+        .metric(r#"twinport_sessions_cut_total{node="a"}"#)
+        .await
+        .unwrap_or(0.0);
+    let retried = gw
+        .metric(r#"twinport_retries_total{reason="node_down"}"#)
+        .await
+        .unwrap_or(0.0);
+    assert!(cut >= 1.0 && retried >= 1.0, "cut {cut}, retried {retried}");
+    assert_eq!(
+        gw.metric(r#"twinport_failovers_total{reason="health_check"}"#)
+            .await,
+        Some(1.0)
+    );
+    println!(
+        "SIGSTOP: detected after {detected:?}, {cut} requests cut and retried; {}",
+        summary(&out)
+    );
+}
+
+async fn fail_primary_and_bring_it_back(gw: &Gateway, a: &mut Node) {
+    a.crash();
+    assert!(
+        gw.wait_metric(
+            r#"twinport_node_role{node="b",role="primary"}"#,
+            1.0,
+            Duration::from_secs(3)
+        )
+        .await,
+        "failover to b"
+    );
+    a.restart();
+    assert!(
+        gw.wait_metric(r#"twinport_node_up{node="a"}"#, 1.0, Duration::from_secs(3))
+            .await,
+        "a healthy again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn non_preemptive_failback_keeps_traffic_on_the_new_primary() {
+    let dir = TempDir::new("nopreempt");
+    let mut a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    fail_primary_and_bring_it_back(&gw, &mut a).await;
+    // Well past any hold-down a preemptive setup would use here.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = load(gw.url("/whoami"), 2, Duration::from_secs(10), 50).await;
+    assert!(
+        out.iter().all(|o| o.ok && o.node == "b"),
+        "{}",
+        summary(&out)
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="a",role="standby"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preemptive_failback_returns_after_the_hold_down() {
+    let dir = TempDir::new("preempt");
+    let mut a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let opts = GwOpts {
+        preempt: true,
+        hold_down: "1500ms",
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    fail_primary_and_bring_it_back(&gw, &mut a).await;
+    let back_at = Instant::now();
+    // Not before the hold-down...
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="b",role="primary"}"#)
+            .await,
+        Some(1.0)
+    );
+    // ...but soon after it.
+    assert!(
+        gw.wait_metric(
+            r#"twinport_node_role{node="a",role="primary"}"#,
+            1.0,
+            Duration::from_secs(3)
+        )
+        .await,
+        "a takes the role back"
+    );
+    assert!(
+        back_at.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        back_at.elapsed()
+    );
+    let out = load(gw.url("/whoami"), 2, Duration::from_secs(10), 25).await;
+    assert!(
+        out.iter().all(|o| o.ok && o.node == "a"),
+        "{}",
+        summary(&out)
+    );
+    // The failback is planned: only the failover was counted.
+    let passive = gw
+        .metric(r#"twinport_failovers_total{reason="passive"}"#)
+        .await;
+    let checks = gw
+        .metric(r#"twinport_failovers_total{reason="health_check"}"#)
+        .await;
+    assert_eq!(passive.unwrap_or(0.0) + checks.unwrap_or(0.0), 1.0);
+    assert_eq!(
+        gw.metric(r#"twinport_failovers_total{reason="failback"}"#)
+            .await,
+        None
+    );
+    assert!(gw.log_text().contains("failback"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_nodes_down_answers_503_with_retry_after_in_html_or_json() {
+    let dir = TempDir::new("bothdown");
+    let mut a = Node::start(&dir, "a");
+    let mut b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    a.crash();
+    b.crash();
+    assert!(
+        gw.wait_metric(r#"twinport_node_up{node="b"}"#, 0.0, Duration::from_secs(3))
+            .await
+    );
+    let client = reqwest::Client::new();
+    let r = client
+        .get(gw.url("/"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "service_unavailable");
+    let r = client
+        .get(gw.url("/"))
+        .header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("<h1>"));
+    assert!(
+        gw.metric(r#"twinport_requests_total{code_class="5xx",node="none"}"#)
+            .await
+            >= Some(2.0)
+    );
+    // A node coming back serves again without a gateway restart.
+    b.restart();
+    assert!(
+        gw.wait_metric(r#"twinport_node_up{node="b"}"#, 1.0, Duration::from_secs(3))
+            .await
+    );
+    let r = client.get(gw.url("/whoami")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_post_whose_node_dies_after_receiving_it_is_not_replayed() {
+    let dir = TempDir::new("post");
+    let mut a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let client = reqwest::Client::new();
+    let post = tokio::spawn(
+        client
+            .post(gw.url("/record?id=order-1&ms=3000"))
+            .body("payload")
+            .send(),
+    );
+    // Wait until node a has durably seen the request, then crash it.
+    assert!(devtools::eventually(Duration::from_secs(5), || a.journal() == ["order-1"]));
+    a.crash();
+    let r = post.await.unwrap().expect("the gateway answers");
+    assert_eq!(r.status(), 502, "the POST fails rather than being replayed");
+    // An idempotent request in the same situation would be retried; this one
+    // must never reach the twin.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.journal().is_empty(), "node b saw {:?}", b.journal());
+    // A POST that could not connect at all is safe to send to the twin.
+    let r = client
+        .post(gw.url("/record?id=order-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(b.journal(), ["order-2"]);
+}
