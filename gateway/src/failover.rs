@@ -475,15 +475,16 @@ impl Cluster {
         let eligible = [self.nodes[0].eligible(), self.nodes[1].eligible()];
         for (n, node) in self.nodes.iter_mut().enumerate() {
             if !eligible[n] {
-                if node.eligible_since.take().is_some() && self.rules.mode == Mode::ActiveActive {
-                    if eligible[twin(n)] {
-                        let (reason, cause) = node_reason(node);
-                        out.push(Transition::ActiveLost {
-                            node: n,
-                            reason,
-                            cause,
-                        });
-                    }
+                if node.eligible_since.take().is_some()
+                    && self.rules.mode == Mode::ActiveActive
+                    && eligible[twin(n)]
+                {
+                    let (reason, cause) = node_reason(node);
+                    out.push(Transition::ActiveLost {
+                        node: n,
+                        reason,
+                        cause,
+                    });
                 }
             } else if node.eligible_since.is_none() {
                 node.eligible_since = Some(now);

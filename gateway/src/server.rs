@@ -26,14 +26,15 @@ const MAX_ATTEMPTS: usize = 3;
 
 /// Pingora's settings, derived from ours.
 pub fn server_conf(c: &GatewayConfig) -> ServerConf {
-    let mut conf = ServerConf::default();
-    conf.threads = c.server.threads;
-    conf.grace_period_seconds = Some(c.server.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(c.server.graceful_shutdown_timeout.as_secs());
-    conf.pid_file = c.server.pid_file.display().to_string();
-    conf.upgrade_sock = c.server.upgrade_socket.display().to_string();
-    conf.max_retries = MAX_ATTEMPTS;
-    conf
+    ServerConf {
+        threads: c.server.threads,
+        grace_period_seconds: Some(c.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(c.server.graceful_shutdown_timeout.as_secs()),
+        pid_file: c.server.pid_file.display().to_string(),
+        upgrade_sock: c.server.upgrade_socket.display().to_string(),
+        max_retries: MAX_ATTEMPTS,
+        ..ServerConf::default()
+    }
 }
 
 /// Options from the command line that pingora itself acts on.

@@ -82,3 +82,63 @@ pub fn parse(path: &Path, text: &str) -> Result<GatewayConfig, ConfigError> {
         errors,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "\
+listeners:
+  http: 127.0.0.1:8080
+nodes:
+  - name: a
+    address: 127.0.0.1:8081
+  - name: b
+    address: 127.0.0.1:8082
+    agent: 127.0.0.1:9082
+";
+
+    #[test]
+    fn defaults_detect_a_hung_node_within_a_second() {
+        let c = parse(Path::new("/etc/twinport/gateway.yaml"), MINIMAL).unwrap();
+        assert_eq!(c.mode, Mode::ActiveStandby);
+        assert_eq!(c.primary, 0);
+        assert!(c.health.detection_bound() <= std::time::Duration::from_secs(1));
+        // The agent defaults to the application address.
+        assert_eq!(c.nodes[0].agent, c.nodes[0].address);
+        assert_eq!(c.nodes[1].agent.port(), 9082);
+        // Relative paths are resolved against the file's directory.
+        let with_pid = format!("{MINIMAL}server:\n  pid_file: run/gw.pid\n");
+        let c = parse(Path::new("/etc/twinport/gateway.yaml"), &with_pid).unwrap();
+        assert_eq!(c.server.pid_file, Path::new("/etc/twinport/run/gw.pid"));
+    }
+
+    #[test]
+    fn every_error_is_collected_with_its_field() {
+        let text = MINIMAL.replace("127.0.0.1:8082", "127.0.0.1:8081")
+            + "mode: round-robin\nfailback:\n  hold_down: 1s\nflap_damping:\n  hold: 10s\n  max_hold: 1s\n";
+        let err = parse(Path::new("g.yaml"), &text).unwrap_err();
+        let ConfigError::Invalid { file, errors } = err else {
+            panic!("not a validation error")
+        };
+        assert_eq!(file, Path::new("g.yaml"));
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["mode", "nodes[1].address", "flap_damping.max_hold"]
+        );
+    }
+
+    #[test]
+    fn the_same_address_twice_among_listeners_is_refused() {
+        let text = MINIMAL.replace(
+            "  http: 127.0.0.1:8080\n",
+            "  http: 127.0.0.1:8080\n  metrics: 127.0.0.1:8080\n",
+        );
+        let err = parse(Path::new("g.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("listeners.metrics: 127.0.0.1:8080 is already used by listeners.http"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! HTTPS and HTTP/2 through the gateway, bad configuration files and
+//! malformed HTTP, against the real binaries.
+
+mod common;
+
+use common::*;
+use devtools::{bin, TempDir};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+fn tls_client(gw: &Gateway, http1_only: bool, tls12_only: bool) -> reqwest::Client {
+    let pem = std::fs::read(&gw.cert).unwrap();
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .resolve("localhost", gw.https.unwrap())
+        .timeout(Duration::from_secs(10));
+    if http1_only {
+        b = b.http1_only();
+    }
+    if tls12_only {
+        b = b.max_tls_version(reqwest::tls::Version::TLS_1_2);
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_http2_and_http1_and_tls12() {
+    let dir = TempDir::new("tls");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let opts = GwOpts {
+        https: true,
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let url = format!("https://localhost:{}/whoami", gw.https.unwrap().port());
+
+    // ALPN picks h2 when the client offers it.
+    let r = tls_client(&gw, false, false)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "a");
+
+    // HTTP/1.1 over TLS 1.2 works too.
+    let r = tls_client(&gw, true, true).get(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    assert_eq!(r.text().await.unwrap(), "a");
+
+    // Many h2 streams on one connection.
+    let c = tls_client(&gw, false, false);
+    let futs: Vec<_> = (0..50).map(|_| c.get(&url).send()).collect();
+    for r in futures_join(futs).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    // A client that trusts another CA is refused.
+    let other = TempDir::new("other-ca");
+    let (other_cert, _) = devtools::write_dev_cert(other.path(), &["localhost".into()]).unwrap();
+    let pem = std::fs::read(other_cert).unwrap();
+    let stranger = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", gw.https.unwrap())
+        .build()
+        .unwrap();
+    assert!(stranger.get(&url).send().await.is_err());
+}
+
+async fn futures_join<F>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http_gets_a_4xx_and_the_gateway_keeps_serving() {
+    let dir = TempDir::new("badhttp");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    for garbage in [
+        &b"THIS IS NOT HTTP\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(gw.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(garbage).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 4"), "{garbage:?} got {text:?}");
+    }
+    let r = reqwest::get(gw.url("/whoami")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "a");
+}
+
+fn check(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(bin("gateway"))
+        .arg("--check")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[test]
+fn a_malformed_config_refuses_to_start_naming_file_and_field() {
+    let dir = TempDir::new("badconfig");
+    let cases = [
+        (
+            "listeners:\n  http: 127.0.0.1:1\nnodes:\n  - name: a\n    adress: 127.0.0.1:2\n",
+            "nodes[0]: unknown field `adress`",
+        ),
+        (
+            "listeners:\n  http: 127.0.0.1:1\nnodes:\n  - name: a\n    address: nowhere\n  - name: b\n    address: 127.0.0.1:3\n",
+            "nodes[0].address: `nowhere` is not an address",
+        ),
+        (
+            "listeners:\n  http: 127.0.0.1:1\nnodes:\n  - name: a\n    address: 127.0.0.1:2\n",
+            "nodes: exactly two twin nodes are needed, found 1",
+        ),
+        (
+            "listeners:\n  http: 127.0.0.1:1\nprimary: c\nhealth_check:\n  rise: 0\n  interval: 1ms\nnodes:\n  - name: a\n    address: 127.0.0.1:2\n  - name: b\n    address: 127.0.0.1:3\n",
+            "health_check.rise: 0 is out of range",
+        ),
+        ("listeners: [\n", "listeners: invalid type: sequence"),
+        ("listeners:\n  http: \"open\n  metrics: x\n", "at line 2"),
+    ];
+    for (i, (yaml, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let (code, text) = check(&path);
+        assert_eq!(code, Some(64), "case {i}: {text}");
+        assert!(
+            text.contains(&path.display().to_string()),
+            "case {i} names the file: {text}"
+        );
+        assert!(text.contains(want), "case {i}: want {want:?} in {text}");
+    }
+    // Several errors are reported at once.
+    let (_, text) = check(&dir.path().join("bad-3.yaml"));
+    assert!(
+        text.contains("primary: `c` is not the name of a node"),
+        "{text}"
+    );
+    assert!(text.contains("health_check.interval"), "{text}");
+    // A missing file is reported as such.
+    let (code, text) = check(&dir.path().join("missing.yaml"));
+    assert_eq!(code, Some(64));
+    assert!(text.contains("cannot read the file"), "{text}");
+    // And the gateway really does not start: it exits with 64.
+    let out = Command::new(bin("gateway"))
+        .arg("--config")
+        .arg(dir.path().join("bad-0.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+/// Every file in configs/ passes `gateway --check` once the certificate it
+/// names exists (copied beside a generated key pair, as on a real host).
+#[test]
+fn shipped_configs_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut checked = 0;
+    for entry in walk(&root) {
+        if entry.file_name().and_then(|n| n.to_str()) != Some("gateway.yaml") {
+            continue;
+        }
+        let dir = TempDir::new("shipped");
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let copy = dir.path().join("conf/gateway.yaml");
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::write(&copy, &text).unwrap();
+        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        if let Some(https) = v["listeners"].get("https") {
+            let cert = copy
+                .parent()
+                .unwrap()
+                .join(https["certificate"].as_str().unwrap());
+            let key = copy.parent().unwrap().join(https["key"].as_str().unwrap());
+            let tmp = TempDir::new("pair");
+            let (c, k) = devtools::write_dev_cert(tmp.path(), &["localhost".into()]).unwrap();
+            std::fs::create_dir_all(cert.parent().unwrap()).unwrap();
+            std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+            std::fs::copy(c, &cert).unwrap();
+            std::fs::copy(k, &key).unwrap();
+        }
+        let (code, text) = check(&copy);
+        assert_eq!(code, Some(0), "{}: {text}", entry.display());
+        checked += 1;
+    }
+    assert!(checked >= 2, "found {checked} gateway configs");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,30 @@
+# Shared helpers for scripts/demo and scripts/test (sourced, not run).
+
+# Installs what building the workspace needs on a fresh Debian machine:
+# cmake and a C compiler (pingora's zlib-ng, ring and zstd build C code).
+ensure_build_deps() {
+  local missing=()
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "==> installing build dependencies: ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "error: ${missing[*]} missing and not root; install them and run again" >&2
+      return 1
+    fi
+  fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+}
+
+ensure_cargo() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo is not installed (Rust stable via rustup is expected)" >&2
+    return 1
+  fi
+}
