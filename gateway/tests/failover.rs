@@ -372,3 +372,52 @@ async fn a_post_whose_node_dies_after_receiving_it_is_not_replayed() {
     assert_eq!(r.status(), 200);
     assert_eq!(b.journal(), ["order-2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consecutive_5xx_answers_eject_the_node_and_checks_bring_it_back() {
+    let dir = TempDir::new("5xx");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let client = reqwest::Client::new();
+    // 5xx answers are passed through, not retried...
+    for i in 0..4 {
+        let r = client.get(gw.url("/status/500")).send().await.unwrap();
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.headers()["x-twinport-node"], "a", "answer {i}");
+    }
+    // ...a success in between resets the count...
+    let r = client.get(gw.url("/whoami")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "a");
+    assert_eq!(gw.metric(r#"twinport_node_up{node="a"}"#).await, Some(1.0));
+    // ...and the fifth in a row (the default error_limit) ejects the node.
+    for _ in 0..5 {
+        client.get(gw.url("/status/503")).send().await.unwrap();
+    }
+    assert!(
+        gw.wait_metric(
+            r#"twinport_node_role{node="b",role="primary"}"#,
+            1.0,
+            Duration::from_secs(1)
+        )
+        .await
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_failovers_total{reason="passive"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        gw.log_text()
+            .contains("5 consecutive errors, last: status_5xx"),
+        "{}",
+        gw.log_text()
+    );
+    // Its readiness checks still pass, so it is back up (as standby) after `rise`.
+    assert!(
+        gw.wait_metric(r#"twinport_node_up{node="a"}"#, 1.0, Duration::from_secs(2))
+            .await
+    );
+    let r = client.get(gw.url("/whoami")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "b");
+}
