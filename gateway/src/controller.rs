@@ -2,39 +2,81 @@
 //!
 //! ```text
 //!   health checker (per node) ──┐
-//!                               ├─ Event ─▶ Controller ─▶ ArcSwap<Snapshot> ─▶ proxy (every request)
-//!   proxy (passive failures) ───┘            │
-//!                                             └─▶ logs, metrics, cutting sessions to a dead node
+//!   proxy (passive failures) ───┼─ Event ─▶ Controller ─▶ ArcSwap<Snapshot> ─▶ proxy (every request)
+//!   admin API, reload ──────────┘ (+ reply)    │       ─▶ ArcSwap<Status>   ─▶ admin API
+//!                                               └─▶ logs, metrics, cutting sessions to a dead node
 //! ```
 //!
-//! Events arrive on an unbounded channel (sending never blocks a request),
-//! are applied to [`Cluster`] with the current time, and every change is
-//! logged at info with its reason, counted, and published as a new
-//! routing snapshot.
+//! Events arrive on an unbounded channel (sending never blocks a request);
+//! commands carry a oneshot channel for their answer. Every change is
+//! logged at info with its reason, counted, recorded for the status page
+//! and published as a new routing snapshot.
 
 use crate::config::GatewayConfig;
-use crate::failover::{Cluster, Health, NodeId, Observation, Role, Rules, Transition};
+use crate::failover::{
+    AdminState, Cluster, Health, NodeId, Observation, Role, Rules, SwitchoverError, Transition,
+};
 use crate::health::{next_check_in, CheckOutcome, Checker};
 use crate::metrics::metrics;
 use crate::node::NodeRuntime;
 use crate::routing::Snapshot;
+use crate::status::{timestamp, CheckRecord, NodeStatus, Recent, Status, TransitionRecord};
+use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-/// Something the controller must know about.
+/// Something the controller must know about or do.
 #[derive(Debug)]
 pub enum Event {
-    Check { node: NodeId, outcome: CheckOutcome },
-    Passive { node: NodeId, reason: String },
+    Check {
+        node: NodeId,
+        outcome: CheckOutcome,
+    },
+    Passive {
+        node: NodeId,
+        reason: String,
+    },
+    Admin {
+        node: NodeId,
+        state: AdminState,
+        reply: oneshot::Sender<()>,
+    },
+    Switchover {
+        to: NodeId,
+        reply: oneshot::Sender<Result<(), SwitchoverError>>,
+    },
+    /// Put a validated configuration in force; answers the new generation.
+    Reload {
+        config: Arc<GatewayConfig>,
+        reply: oneshot::Sender<u64>,
+    },
 }
 
-/// What the request path shares with the control plane.
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Switchover(#[from] SwitchoverError),
+    #[error("no node is named `{0}`")]
+    UnknownNode(String),
+    #[error("the gateway is shutting down")]
+    Stopped,
+}
+
+/// What the request path and the admin API share with the control plane.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    pub status: ArcSwap<Status>,
     events: mpsc::UnboundedSender<Event>,
+    /// The HTTPS listener's certificate, replaced on reload.
+    pub cert: Option<Arc<CertResolver>>,
+    pub config_path: PathBuf,
 }
 
 impl Shared {
@@ -42,6 +84,38 @@ impl Shared {
     pub fn passive_failure(&self, node: NodeId, reason: String) {
         // The receiver only goes away at shutdown; nothing to report then.
         let _ = self.events.send(Event::Passive { node, reason });
+    }
+
+    /// The index of the node called `name` in the configuration in force.
+    pub fn node_index(&self, name: &str) -> Result<NodeId, ControlError> {
+        let snap = self.snapshot.load();
+        snap.config
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| ControlError::UnknownNode(name.to_string()))
+    }
+
+    pub async fn set_admin(&self, node: NodeId, state: AdminState) -> Result<(), ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Admin { node, state, reply })?;
+        rx.await.map_err(|_| ControlError::Stopped)
+    }
+
+    pub async fn switchover(&self, to: NodeId) -> Result<(), ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Switchover { to, reply })?;
+        Ok(rx.await.map_err(|_| ControlError::Stopped)??)
+    }
+
+    pub async fn apply_config(&self, config: Arc<GatewayConfig>) -> Result<u64, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Reload { config, reply })?;
+        rx.await.map_err(|_| ControlError::Stopped)
+    }
+
+    fn send(&self, e: Event) -> Result<(), ControlError> {
+        self.events.send(e).map_err(|_| ControlError::Stopped)
     }
 }
 
@@ -57,23 +131,53 @@ pub const NODE_STATES: [&str; 8] = [
     "down",
 ];
 
+/// How many check results each node keeps for the status page.
+const HISTORY: usize = 30;
+
+/// What the controller remembers of each node beyond the state machine.
+#[derive(Default, Clone)]
+struct NodeNotes {
+    agent_state: Option<String>,
+    version: Option<String>,
+    last_check: Option<CheckRecord>,
+    last_transition: Option<TransitionRecord>,
+    history: VecDeque<&'static str>,
+}
+
 pub struct Controller {
     cluster: Cluster,
     config: Arc<GatewayConfig>,
     nodes: [Arc<NodeRuntime>; 2],
     shared: Arc<Shared>,
-    agent_state: [Option<String>; 2],
+    notes: [NodeNotes; 2],
+    transitions: Recent<TransitionRecord>,
+    generation: u64,
 }
 
 impl Controller {
-    pub fn new(config: Arc<GatewayConfig>) -> (Self, Arc<Shared>, mpsc::UnboundedReceiver<Event>) {
-        let nodes = [0, 1].map(|i| Arc::new(NodeRuntime::new(i, &config.nodes[i], &config)));
+    pub fn new(
+        config: Arc<GatewayConfig>,
+        config_path: PathBuf,
+        cert: Option<Arc<CertResolver>>,
+    ) -> (Self, Arc<Shared>, mpsc::UnboundedReceiver<Event>) {
+        let nodes = [0, 1].map(|i| Arc::new(NodeRuntime::new(i, &config.nodes[i], &config, None)));
         let cluster = Cluster::new(Rules::from_config(&config));
         let (tx, rx) = mpsc::unbounded_channel();
         let snapshot = Snapshot::new(config.clone(), nodes.clone(), Vec::new(), [0, 0]);
+        let placeholder = Status {
+            mode: config.mode.as_str(),
+            primary: None,
+            config_generation: 1,
+            config_file: config_path.display().to_string(),
+            nodes: Vec::new(),
+            transitions: Vec::new(),
+        };
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
+            status: ArcSwap::from_pointee(placeholder),
             events: tx,
+            cert,
+            config_path,
         });
         metrics().config_generation.set(1);
         let c = Controller {
@@ -81,9 +185,12 @@ impl Controller {
             config,
             nodes,
             shared: shared.clone(),
-            agent_state: [None, None],
+            notes: Default::default(),
+            transitions: Recent::new(50),
+            generation: 1,
         };
         c.export();
+        c.publish_status();
         (c, shared, rx)
     }
 
@@ -119,64 +226,176 @@ impl Controller {
 
     /// Applies one event at `now`.
     pub fn apply(&mut self, event: Event, now: Instant) {
-        let (node, observation) = match event {
+        match event {
             Event::Check { node, outcome } => {
-                let name = &self.config.nodes[node].name;
-                metrics()
-                    .health_checks
-                    .with_label_values(&[name.as_str(), outcome.result])
-                    .inc();
-                if let Observation::CheckFailed { reason } = &outcome.observation {
-                    if self.cluster.node(node).health == Health::Up {
-                        warn!(node = %name, %reason, "readiness check failed");
-                    }
-                }
-                self.agent_state[node] = outcome.agent_state;
-                (node, outcome.observation)
+                self.note_check(node, &outcome);
+                let t = self.cluster.observe(node, outcome.observation, now);
+                self.after(t, false);
             }
             Event::Passive { node, reason } => {
-                if self.cluster.node(node).health != Health::Up {
-                    // Already out; late reports of the same failure.
-                    return;
+                if self.cluster.node(node).health == Health::Up {
+                    let t = self
+                        .cluster
+                        .observe(node, Observation::PassiveFailure { reason }, now);
+                    self.after(t, false);
                 }
-                (node, Observation::PassiveFailure { reason })
             }
-        };
-        let transitions = self.cluster.observe(node, observation, now);
-        self.after(transitions);
+            Event::Admin { node, state, reply } => {
+                let t = self.cluster.set_admin(node, state, now);
+                self.after(t, false);
+                let _ = reply.send(());
+            }
+            Event::Switchover { to, reply } => {
+                let result = self
+                    .cluster
+                    .switchover(to, now)
+                    .map(|t| self.after(t, false));
+                if let Err(e) = &result {
+                    warn!(to = %self.config.nodes[to].name, error = %e, "switchover refused");
+                }
+                let _ = reply.send(result);
+            }
+            Event::Reload { config, reply } => {
+                let generation = self.reload(config, now);
+                let _ = reply.send(generation);
+            }
+        }
     }
 
     /// Lets time pass (flap holds, failback hold-down).
     pub fn tick(&mut self, now: Instant) {
-        let transitions = self.cluster.tick(now);
-        self.after(transitions);
+        let t = self.cluster.tick(now);
+        self.after(t, false);
     }
 
-    fn after(&mut self, transitions: Vec<Transition>) {
-        if transitions.is_empty() {
-            // Weights or draining may still have changed.
-            self.publish();
-            self.export();
-            return;
+    fn note_check(&mut self, node: NodeId, outcome: &CheckOutcome) {
+        let name = self.config.nodes[node].name.clone();
+        metrics()
+            .health_checks
+            .with_label_values(&[name.as_str(), outcome.result])
+            .inc();
+        let detail = match &outcome.observation {
+            Observation::CheckFailed { reason } => {
+                if self.cluster.node(node).health == Health::Up {
+                    warn!(node = %name, %reason, "readiness check failed");
+                }
+                reason.clone()
+            }
+            Observation::CheckPassed { weight_percent } => {
+                format!("ready, weight {weight_percent}%")
+            }
+            Observation::CheckDraining => "draining".into(),
+            Observation::PassiveFailure { reason } => reason.clone(),
+        };
+        let notes = &mut self.notes[node];
+        notes.agent_state = outcome.agent_state.clone();
+        if outcome.version.is_some() {
+            notes.version = outcome.version.clone();
         }
-        let name = |n: NodeId| self.config.nodes[n].name.clone();
+        notes.last_check = Some(CheckRecord {
+            at: timestamp(SystemTime::now()),
+            result: outcome.result,
+            detail,
+        });
+        if notes.history.len() == HISTORY {
+            notes.history.pop_front();
+        }
+        notes.history.push_back(outcome.result);
+    }
+
+    fn reload(&mut self, new: Arc<GatewayConfig>, now: Instant) -> u64 {
+        let old = self.config.clone();
+        let reset = [0, 1].map(|n| {
+            let (o, c) = (&old.nodes[n], &new.nodes[n]);
+            o.name != c.name || o.address != c.address || o.agent != c.agent
+        });
+        self.nodes = [0, 1].map(|n| {
+            let keep = (!reset[n]).then(|| self.nodes[n].sessions.clone());
+            Arc::new(NodeRuntime::new(n, &new.nodes[n], &new, keep))
+        });
+        for (n, r) in reset.iter().enumerate() {
+            if *r {
+                self.notes[n] = NodeNotes::default();
+            }
+        }
+        if let (Some(resolver), Some(https)) = (&self.shared.cert, &new.listeners.https) {
+            resolver.replace(https.cert.clone());
+        }
+        self.config = new;
+        self.generation += 1;
+        metrics().config_generation.set(self.generation as i64);
+        let mut reasons = Vec::new();
+        for (n, r) in reset.iter().enumerate() {
+            if *r {
+                reasons.push(format!(
+                    "node {} now at {} (agent {}): checked anew",
+                    self.config.nodes[n].name,
+                    self.config.nodes[n].address,
+                    self.config.nodes[n].agent
+                ));
+            }
+        }
+        let reason = if reasons.is_empty() {
+            "configuration reloaded; node health kept".to_string()
+        } else {
+            reasons.join("; ")
+        };
+        info!(generation = self.generation, %reason, "configuration in force");
+        self.transitions.push(TransitionRecord {
+            at: timestamp(SystemTime::now()),
+            node: None,
+            event: format!("config generation {}", self.generation),
+            reason,
+        });
+        let t = self
+            .cluster
+            .reconfigure(Rules::from_config(&self.config), reset, now);
+        self.after(t, true);
+        self.generation
+    }
+
+    fn name(&self, n: NodeId) -> String {
+        self.config.nodes[n].name.clone()
+    }
+
+    fn after(&mut self, transitions: Vec<Transition>, force_publish: bool) {
         let mut newly_down = Vec::new();
+        let at = timestamp(SystemTime::now());
         for t in &transitions {
-            match t {
+            let (node, event, reason) = match t {
                 Transition::Health {
                     node,
                     from,
                     to,
                     reason,
                 } => {
-                    info!(node = %name(*node), from = from.as_str(), to = to.as_str(), %reason, "node health changed");
+                    info!(node = %self.name(*node), from = from.as_str(), to = to.as_str(), %reason, "node health changed");
                     if *from == Health::Up && *to == Health::Down {
                         newly_down.push(*node);
                     }
+                    (
+                        Some(*node),
+                        format!("health {} → {}", from.as_str(), to.as_str()),
+                        reason.clone(),
+                    )
                 }
                 Transition::Damped { node, until } => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    info!(node = %name(*node), hold = %humantime::format_duration(left), "node is flapping; held down");
+                    let left =
+                        humantime::format_duration(until.saturating_duration_since(Instant::now()));
+                    info!(node = %self.name(*node), hold = %left, "node is flapping; held down");
+                    (
+                        Some(*node),
+                        "flap damping".into(),
+                        format!("held down for {left}"),
+                    )
+                }
+                Transition::Admin { node, from, to } => {
+                    info!(node = %self.name(*node), from = from.as_str(), to = to.as_str(), "operator changed the node's admin state");
+                    (
+                        Some(*node),
+                        format!("admin {} → {}", from.as_str(), to.as_str()),
+                        "operator".into(),
+                    )
                 }
                 Transition::Primary {
                     from,
@@ -185,35 +404,53 @@ impl Controller {
                     cause,
                     failover,
                 } => {
-                    let from = from.map(name).unwrap_or_else(|| "none".into());
-                    let to = to.map(name).unwrap_or_else(|| "none".into());
+                    let from = from.map(|n| self.name(n)).unwrap_or_else(|| "none".into());
+                    let to_name = to.map(|n| self.name(n)).unwrap_or_else(|| "none".into());
                     if *failover {
                         metrics()
                             .failovers
                             .with_label_values(&[cause.as_str()])
                             .inc();
-                        warn!(%from, %to, %reason, "failover: primary role moved");
+                        warn!(%from, to = %to_name, %reason, "failover: primary role moved");
                     } else {
-                        info!(%from, %to, %reason, "primary role changed");
+                        info!(%from, to = %to_name, %reason, "primary role changed");
                     }
+                    let kind = if *failover { "failover" } else { "primary" };
+                    (*to, format!("{kind} {from} → {to_name}"), reason.clone())
                 }
                 Transition::ActiveLost {
                     node,
                     reason,
                     cause,
                 } => {
-                    metrics()
-                        .failovers
-                        .with_label_values(&[cause.as_str()])
-                        .inc();
-                    warn!(node = %name(*node), %reason, "failover: node left active service, its twin takes all traffic");
+                    if cause.is_failure() {
+                        metrics()
+                            .failovers
+                            .with_label_values(&[cause.as_str()])
+                            .inc();
+                        warn!(node = %self.name(*node), %reason, "failover: node left active service, its twin takes all traffic");
+                    } else {
+                        info!(node = %self.name(*node), %reason, "node left active service");
+                    }
+                    (Some(*node), "left active service".into(), reason.clone())
                 }
+            };
+            let record = TransitionRecord {
+                at: at.clone(),
+                node: node.map(|n| self.name(n)),
+                event,
+                reason,
+            };
+            if let Some(n) = node {
+                self.notes[n].last_transition = Some(record.clone());
             }
+            self.transitions.push(record);
         }
         // Publish first, so that retries of the requests cut below already
         // see the twin as the only choice.
-        self.publish();
+        self.publish(force_publish);
         self.export();
+        self.publish_status();
         if self.config.health.shutdown_sessions_on_down {
             for n in newly_down {
                 let rt = &self.nodes[n];
@@ -229,24 +466,24 @@ impl Controller {
         }
     }
 
-    fn publish(&self) {
-        let order = self.cluster.serving_order();
-        let weights = [0, 1].map(|n| {
+    fn effective_weights(&self) -> [u32; 2] {
+        [0, 1].map(|n| {
             let w = u64::from(self.config.nodes[n].weight)
                 * u64::from(self.cluster.node(n).weight_percent)
                 / 100;
             w.min(u64::from(u32::MAX)) as u32
-        });
+        })
+    }
+
+    fn publish(&self, force: bool) {
+        let order = self.cluster.serving_order();
+        let weights = self.effective_weights();
         let current = self.shared.snapshot.load();
-        if current.order == order && !self.weights_changed(&current, weights) {
+        if !force && current.order == order && current.weights() == weights {
             return;
         }
         let snap = Snapshot::new(self.config.clone(), self.nodes.clone(), order, weights);
         self.shared.snapshot.store(Arc::new(snap));
-    }
-
-    fn weights_changed(&self, current: &Snapshot, weights: [u32; 2]) -> bool {
-        current.weights() != weights
     }
 
     /// The node's state as the gateway sees it, for metrics and status.
@@ -254,9 +491,10 @@ impl Controller {
         let node = self.cluster.node(n);
         match node.health {
             Health::Unknown => "unknown",
-            Health::Up if node.draining => "draining",
+            Health::Up if node.admin == AdminState::Maintenance => "maintenance",
+            Health::Up if node.draining || node.admin == AdminState::Drain => "draining",
             Health::Up => "ready",
-            Health::Down => match self.agent_state[n].as_deref() {
+            Health::Down => match self.notes[n].agent_state.as_deref() {
                 Some(s) => NODE_STATES
                     .iter()
                     .copied()
@@ -288,6 +526,46 @@ impl Controller {
                     .set(i64::from(s == state));
             }
         }
+    }
+
+    fn publish_status(&self) {
+        let weights = self.effective_weights();
+        let nodes = (0..2)
+            .map(|n| {
+                let c = &self.config.nodes[n];
+                let s = self.cluster.node(n);
+                let notes = &self.notes[n];
+                NodeStatus {
+                    name: c.name.clone(),
+                    address: c.address.to_string(),
+                    agent: c.agent.to_string(),
+                    health: s.health.as_str(),
+                    state: self.node_state(n),
+                    admin: s.admin.as_str(),
+                    role: self.cluster.role(n).as_str(),
+                    eligible: s.eligible(),
+                    weight: c.weight,
+                    effective_weight: weights[n],
+                    inflight: 0,
+                    version: notes.version.clone(),
+                    last_check: notes.last_check.clone(),
+                    last_transition: notes.last_transition.clone(),
+                    history: notes.history.iter().copied().collect(),
+                }
+            })
+            .collect();
+        let status = Status {
+            mode: self.config.mode.as_str(),
+            primary: match self.config.mode {
+                crate::config::Mode::ActiveStandby => self.cluster.primary().map(|p| self.name(p)),
+                crate::config::Mode::ActiveActive => None,
+            },
+            config_generation: self.generation,
+            config_file: self.shared.config_path.display().to_string(),
+            nodes,
+            transitions: self.transitions.to_vec(),
+        };
+        self.shared.status.store(Arc::new(status));
     }
 
     /// Runs until `shutdown` turns true: applies events and wakes up for

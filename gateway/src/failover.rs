@@ -72,6 +72,36 @@ impl Role {
     }
 }
 
+/// What the operator asked of a node (admin API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// Serves when healthy.
+    Active,
+    /// No new requests; requests in flight finish.
+    Drain,
+    /// No traffic at all, and no failover onto it.
+    Maintenance,
+}
+
+impl AdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Active => "active",
+            AdminState::Drain => "drain",
+            AdminState::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// Why a switchover was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchoverError {
+    #[error("switchover needs active-standby mode")]
+    NotActiveStandby,
+    #[error("the target cannot serve: {0}")]
+    NotEligible(String),
+}
+
 /// Why a node stopped serving, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -83,17 +113,25 @@ pub enum Cause {
     Draining,
     /// Failback to the configured primary.
     Failback,
+    /// An operator's drain, maintenance or switchover.
+    Operator,
     /// First choice of a primary, or the only node left.
     Initial,
 }
 
 impl Cause {
+    /// Unplanned causes are failovers; the rest are planned moves.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Cause::HealthCheck | Cause::Passive)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::HealthCheck => "health_check",
             Cause::Passive => "passive",
             Cause::Draining => "draining",
             Cause::Failback => "failback",
+            Cause::Operator => "operator",
             Cause::Initial => "initial",
         }
     }
@@ -136,6 +174,12 @@ pub enum Transition {
         cause: Cause,
         failover: bool,
     },
+    /// The operator changed a node's admin state.
+    Admin {
+        node: NodeId,
+        from: AdminState,
+        to: AdminState,
+    },
     /// Active-active: a node stopped serving while its twin serves.
     ActiveLost {
         node: NodeId,
@@ -164,6 +208,9 @@ impl fmt::Display for Transition {
             } => {
                 write!(f, "primary {from:?} -> {to:?} ({reason})")
             }
+            Transition::Admin { node, from, to } => {
+                write!(f, "node {node}: admin {} -> {}", from.as_str(), to.as_str())
+            }
             Transition::ActiveLost { node, reason, .. } => {
                 write!(f, "node {node} left active service ({reason})")
             }
@@ -177,6 +224,8 @@ pub struct NodeState {
     pub health: Health,
     /// The agent reports `draining`.
     pub draining: bool,
+    /// The operator's state for the node.
+    pub admin: AdminState,
     /// Agent-reported weight in percent of the configured weight.
     pub weight_percent: u32,
     ok_streak: u32,
@@ -197,6 +246,7 @@ impl NodeState {
         NodeState {
             health: Health::Unknown,
             draining: false,
+            admin: AdminState::Active,
             weight_percent: 100,
             ok_streak: 0,
             fail_streak: 0,
@@ -211,7 +261,10 @@ impl NodeState {
 
     /// May take new requests.
     pub fn eligible(&self) -> bool {
-        self.health == Health::Up && !self.draining && self.weight_percent > 0
+        self.health == Health::Up
+            && !self.draining
+            && self.admin == AdminState::Active
+            && self.weight_percent > 0
     }
 
     pub fn held_until(&self) -> Option<Instant> {
@@ -377,6 +430,75 @@ impl Cluster {
                 }
             }
         }
+        self.reconcile(now, &mut out);
+        out
+    }
+
+    /// Sets the operator's state of node `n`.
+    pub fn set_admin(&mut self, n: NodeId, to: AdminState, now: Instant) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let from = self.nodes[n].admin;
+        if from != to {
+            self.nodes[n].admin = to;
+            out.push(Transition::Admin { node: n, from, to });
+            self.reconcile(now, &mut out);
+        }
+        out
+    }
+
+    /// Planned move of the primary role to `to`. The target becomes the
+    /// configured primary too, so that preemptive failback does not take
+    /// the role straight back.
+    pub fn switchover(
+        &mut self,
+        to: NodeId,
+        now: Instant,
+    ) -> Result<Vec<Transition>, SwitchoverError> {
+        if self.rules.mode != Mode::ActiveStandby {
+            return Err(SwitchoverError::NotActiveStandby);
+        }
+        let target = &self.nodes[to];
+        if !target.eligible() {
+            let why = match target.health {
+                Health::Up => node_reason(target).0,
+                h => format!("health is {}: {}", h.as_str(), target.last_reason),
+            };
+            return Err(SwitchoverError::NotEligible(why));
+        }
+        self.rules.preferred = to;
+        let mut out = Vec::new();
+        if self.primary != Some(to) {
+            let from = self.primary;
+            self.primary = Some(to);
+            self.last_primary = Some(to);
+            out.push(Transition::Primary {
+                from,
+                to: Some(to),
+                reason: "switchover requested by the operator".into(),
+                cause: Cause::Operator,
+                failover: false,
+            });
+        }
+        self.reconcile(now, &mut out);
+        Ok(out)
+    }
+
+    /// Takes new rules (a reloaded configuration). Nodes whose address
+    /// changed (`reset`) start over as unknown; the others keep their
+    /// health, history and admin state.
+    pub fn reconfigure(&mut self, rules: Rules, reset: [bool; 2], now: Instant) -> Vec<Transition> {
+        self.rules = rules;
+        for (n, r) in reset.into_iter().enumerate() {
+            if r {
+                let admin = self.nodes[n].admin;
+                self.nodes[n] = NodeState::new();
+                self.nodes[n].admin = admin;
+            }
+        }
+        if self.rules.mode == Mode::ActiveActive {
+            self.primary = None;
+        }
+        let mut out = Vec::new();
         self.reconcile(now, &mut out);
         out
     }
@@ -549,7 +671,7 @@ impl Cluster {
             if from == to {
                 return;
             }
-            let failover = cause != Cause::Failback
+            let failover = cause.is_failure()
                 && to.is_some()
                 && self.last_primary.is_some_and(|lp| Some(lp) != to);
             self.primary = to;
@@ -569,7 +691,12 @@ impl Cluster {
 
 /// Why `n` is not eligible, in words and as a cause.
 fn node_reason(n: &NodeState) -> (String, Cause) {
-    if n.health == Health::Up && n.draining {
+    if n.health == Health::Up && n.admin != AdminState::Active {
+        (
+            format!("operator set {}", n.admin.as_str()),
+            Cause::Operator,
+        )
+    } else if n.health == Health::Up && n.draining {
         ("agent reports draining".into(), Cause::Draining)
     } else if n.health == Health::Up && n.weight_percent == 0 {
         ("agent weight 0".into(), Cause::Draining)

@@ -5,6 +5,9 @@
 //!
 //! | module | job |
 //! | --- | --- |
+//! | [`admin`] | the admin API: status, drain, switchover, reload (axum) |
+//! | [`audit`] | the admin API's append-only audit log |
+//! | [`reload`] | config reload from the API, SIGHUP or a file change |
 //! | [`config`] | YAML file → validated runtime configuration |
 //! | [`failover`] | node health, roles and failover: a pure state machine |
 //! | [`health`] | active readiness checks against each node-agent |
@@ -14,6 +17,7 @@
 //! | [`proxy`] | pingora hooks: pick, retry on the twin, passive detection |
 //! | [`unavailable`] | the 503 page (HTML or JSON) when no node can serve |
 //! | [`metrics`] | Prometheus metrics and their listener |
+//! | [`status`] | what the admin API's status call and page show |
 //! | [`tls`] | certificate loading and the live certificate resolver |
 //! | [`server`] | assembles the pingora server from the configuration |
 //!
@@ -22,6 +26,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod controller;
 pub mod failover;
@@ -29,7 +35,9 @@ pub mod health;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod status;
 pub mod tls;
 pub mod unavailable;

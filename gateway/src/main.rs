@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         upgrade: args.upgrade,
         daemon: args.daemon,
     };
-    match gateway::server::run(config, opts) {
+    match gateway::server::run(config, args.config.clone(), opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gateway: {e:#}");

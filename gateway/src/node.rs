@@ -12,6 +12,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 pub struct NodeRuntime {
     pub index: usize,
@@ -24,11 +25,18 @@ pub struct NodeRuntime {
     pub inflight: IntGauge,
     /// Consecutive timeouts and 5xx answers seen by the proxy.
     pub soft_failures: AtomicU32,
-    pub sessions: SessionTable,
+    /// Shared with the runtime of the same node in the previous
+    /// configuration, so a reload does not lose track of open connections.
+    pub sessions: Arc<SessionTable>,
 }
 
 impl NodeRuntime {
-    pub fn new(index: usize, node: &NodeConfig, config: &GatewayConfig) -> Self {
+    pub fn new(
+        index: usize,
+        node: &NodeConfig,
+        config: &GatewayConfig,
+        sessions: Option<Arc<SessionTable>>,
+    ) -> Self {
         let m = metrics();
         let mut peer = HttpPeer::new(node.address, false, String::new());
         let t = &config.timeouts;
@@ -47,7 +55,7 @@ impl NodeRuntime {
             duration: m.request_duration.with_label_values(&[name]),
             inflight: m.inflight.with_label_values(&[name]),
             soft_failures: AtomicU32::new(0),
-            sessions: SessionTable::new(),
+            sessions: sessions.unwrap_or_default(),
         }
     }
 }

@@ -246,6 +246,23 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A connection whose node is being drained (or has left service) is
+        // closed after this response, so the client reconnects and is
+        // balanced afresh.
+        if let Some(n) = &ctx.node {
+            if !self.shared.snapshot.load().order.contains(&n.index) {
+                session.set_keepalive(None);
+            }
+        }
+        Ok(())
+    }
+
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -342,6 +359,7 @@ impl ProxyHttp for Gateway {
             };
         }
         if code < 500 {
+            session.set_keepalive(None);
             let _ = session.respond_error(code).await;
             return FailToProxy {
                 error_code: code,
@@ -366,6 +384,9 @@ impl ProxyHttp for Gateway {
                 .max(1)
         });
         let (header, body) = unavailable::build(code, html, retry_after);
+        // The connection is not reused after an error: say so, or a client
+        // would send its next request on a socket about to be closed.
+        session.set_keepalive(None);
         let head_only = session.req_header().method == http::Method::HEAD;
         let written = async {
             session

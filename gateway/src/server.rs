@@ -4,11 +4,14 @@
 //! here (threads, grace periods, pid file, upgrade socket), with the retry
 //! budget fixed to what two twins need.
 
+use crate::admin;
+use crate::audit::AuditLog;
 use crate::config::GatewayConfig;
 use crate::controller::{run_checker, Controller, Event, Shared};
 use crate::health::Checker;
 use crate::metrics::MetricsApp;
 use crate::proxy::Gateway;
+use crate::reload::Reloader;
 use crate::tls::CertResolver;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -16,6 +19,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::info;
@@ -45,10 +49,14 @@ pub struct ProcessOptions {
     pub daemon: bool,
 }
 
-/// Runs the health checkers and the controller inside pingora's lifecycle.
+/// Runs the health checkers, the controller, config reloads and the admin
+/// API inside pingora's lifecycle.
 struct ControlPlane {
     parts: Mutex<Option<(Controller, mpsc::UnboundedReceiver<Event>)>>,
     shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
+    audit: Option<Arc<AuditLog>>,
+    admin_addr: Option<std::net::SocketAddr>,
 }
 
 #[async_trait]
@@ -66,31 +74,44 @@ impl BackgroundService for ControlPlane {
                 shutdown.clone(),
             ));
         }
-        tokio::spawn(ignore_sighup(shutdown.clone()));
-        controller.run(events, shutdown).await;
-    }
-}
-
-/// Pingora has no SIGHUP handler and the default action would kill the
-/// gateway; until configuration reload exists, SIGHUP is logged and ignored.
-async fn ignore_sighup(mut shutdown: ShutdownWatch) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => tracing::warn!("SIGHUP received: this gateway version cannot reload its configuration; restart or upgrade it instead"),
-            _ = shutdown.changed() => return,
+        tokio::spawn(self.reloader.clone().on_sighup(shutdown.clone()));
+        tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
+        if let (Some(addr), Some(audit)) = (self.admin_addr, self.audit.clone()) {
+            match admin::bind(addr) {
+                Ok(listener) => {
+                    let app = admin::AdminApp {
+                        shared: self.shared.clone(),
+                        reloader: self.reloader.clone(),
+                        audit,
+                    };
+                    tokio::spawn(admin::serve(listener, app, shutdown.clone()));
+                    info!(%addr, "admin API listening");
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot open the admin listener; stopping");
+                    std::process::exit(1);
+                }
+            }
         }
+        controller.run(events, shutdown).await;
     }
 }
 
 /// Builds the server: checks both nodes once, then sets up the proxy,
 /// metrics and control-plane services. Blocks until the server stops.
-pub fn run(config: GatewayConfig, opts: ProcessOptions) -> anyhow::Result<()> {
+pub fn run(
+    config: GatewayConfig,
+    config_path: PathBuf,
+    opts: ProcessOptions,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let (mut controller, shared, events) = Controller::new(config.clone());
+    let cert = config
+        .listeners
+        .https
+        .as_ref()
+        .map(|h| Arc::new(CertResolver::new(h.cert.clone())));
+    let (mut controller, shared, events) =
+        Controller::new(config.clone(), config_path, cert.clone());
 
     // Learn the nodes' health before the first request arrives.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -127,8 +148,7 @@ pub fn run(config: GatewayConfig, opts: ProcessOptions) -> anyhow::Result<()> {
     if let Some(addr) = config.listeners.http {
         proxy.add_tcp(&addr.to_string());
     }
-    if let Some(https) = &config.listeners.https {
-        let resolver = Arc::new(CertResolver::new(https.cert.clone()));
+    if let (Some(https), Some(resolver)) = (&config.listeners.https, cert) {
         let mut tls = TlsSettings::intermediate("", "")?;
         tls.set_cert_resolver(resolver);
         if https.http2 {
@@ -144,9 +164,18 @@ pub fn run(config: GatewayConfig, opts: ProcessOptions) -> anyhow::Result<()> {
         server.add_service(metrics);
     }
 
+    let audit = match &config.admin {
+        Some(a) => Some(Arc::new(AuditLog::open(&a.audit_log).map_err(|e| {
+            anyhow::anyhow!("cannot open the audit log {}: {e}", a.audit_log.display())
+        })?)),
+        None => None,
+    };
     let control = ControlPlane {
         parts: Mutex::new(Some((controller, events))),
+        reloader: Arc::new(Reloader::new(shared.clone(), config.clone())),
         shared,
+        audit,
+        admin_addr: config.listeners.admin,
     };
     server.add_service(background_service("twinport control plane", control));
     info!(

@@ -310,6 +310,7 @@ async fn both_nodes_down_answers_503_with_retry_after_in_html_or_json() {
         .unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
+    assert_eq!(r.headers()["connection"], "close");
     assert_eq!(r.headers()["content-type"], "application/json");
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"], "service_unavailable");

@@ -40,6 +40,21 @@ pub struct FileConfig {
     pub unavailable: FileUnavailable,
     #[serde(default)]
     pub server: FileServer,
+    #[serde(default)]
+    pub admin: Option<FileAdmin>,
+    /// Watch this file and reload it when it changes (default true).
+    #[serde(default)]
+    pub watch_config: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// File holding the bearer token (one line). Must not be readable by
+    /// other users.
+    pub token_file: String,
+    /// Append-only JSON-lines audit log of every admin call.
+    pub audit_log: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +69,10 @@ pub struct FileListeners {
     /// Prometheus metrics listener, `host:port`.
     #[serde(default)]
     pub metrics: Option<String>,
+    /// Admin API listener, `host:port` (keep it on loopback or a
+    /// management network). Needs the `admin` section.
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -41,6 +41,8 @@ pub struct GatewayConfig {
     pub timeouts: Timeouts,
     pub unavailable: Unavailable,
     pub server: ServerSettings,
+    pub admin: Option<Admin>,
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,41 @@ pub struct Listeners {
     pub http: Option<SocketAddr>,
     pub https: Option<HttpsListener>,
     pub metrics: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+impl Listeners {
+    /// Listener addresses by field, to tell what a reload cannot change.
+    pub fn addresses(&self) -> [(&'static str, Option<SocketAddr>); 4] {
+        [
+            ("listeners.http", self.http),
+            (
+                "listeners.https.address",
+                self.https.as_ref().map(|h| h.address),
+            ),
+            ("listeners.metrics", self.metrics),
+            ("listeners.admin", self.admin),
+        ]
+    }
+}
+
+/// The admin API's secrets and audit trail.
+#[derive(Clone)]
+pub struct Admin {
+    pub token_file: PathBuf,
+    /// The bearer token, read from `token_file` when the file was loaded.
+    pub token: Arc<[u8]>,
+    pub audit_log: PathBuf,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("token_file", &self.token_file)
+            .field("token", &"<redacted>")
+            .field("audit_log", &self.audit_log)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +284,11 @@ impl GatewayConfig {
             .metrics
             .as_deref()
             .and_then(|a| e.addr("listeners.metrics", a));
+        let admin_addr = f
+            .listeners
+            .admin
+            .as_deref()
+            .and_then(|a| e.addr("listeners.admin", a));
         let https = f.listeners.https.as_ref().and_then(|h| {
             let address = e.addr("listeners.https.address", &h.address);
             let certificate = resolve(base, &h.certificate);
@@ -274,6 +316,7 @@ impl GatewayConfig {
             ("listeners.http", http),
             ("listeners.https.address", https.as_ref().map(|h| h.address)),
             ("listeners.metrics", metrics),
+            ("listeners.admin", admin_addr),
         ] {
             if let Some(a) = a {
                 if let Some((other, _)) = bound.iter().find(|(_, b)| *b == a) {
@@ -486,6 +529,28 @@ impl GatewayConfig {
             ),
         };
 
+        let admin = f.admin.as_ref().and_then(|a| {
+            let token_file = resolve(base, &a.token_file);
+            let token = match read_token(&token_file) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    e.push("admin.token_file", why);
+                    None
+                }
+            };
+            Some(Admin {
+                token_file,
+                token: token?,
+                audit_log: resolve(base, &a.audit_log),
+            })
+        });
+        if admin_addr.is_some() && f.admin.is_none() {
+            e.push(
+                "admin",
+                "the admin listener needs an `admin` section with token_file and audit_log",
+            );
+        }
+
         if !e.0.is_empty() {
             return Err(e.0);
         }
@@ -495,6 +560,7 @@ impl GatewayConfig {
                 http,
                 https,
                 metrics,
+                admin: admin_addr,
             },
             mode,
             primary,
@@ -506,6 +572,32 @@ impl GatewayConfig {
             timeouts,
             unavailable,
             server,
+            admin,
+            watch_config: f.watch_config.unwrap_or(true),
         })
     }
+}
+
+/// Reads a bearer token file: one line, at least 16 characters, not
+/// readable by other users.
+fn read_token(path: &Path) -> Result<Arc<[u8]>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(format!(
+            "{} is readable by every user; chmod o-r it (for example chmod 600)",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{} must hold one token of at least 16 characters without spaces",
+            path.display()
+        ));
+    }
+    Ok(Arc::from(token.as_bytes()))
 }

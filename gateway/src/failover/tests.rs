@@ -234,7 +234,7 @@ fn draining_primary_hands_traffic_to_its_twin() {
     let ts = c.observe(A, Observation::CheckDraining, t0 + ms(250));
     assert_eq!(c.node(A).health, Health::Up);
     assert_eq!(c.primary(), Some(B));
-    assert_eq!(failovers(&ts), 1);
+    assert_eq!(failovers(&ts), 0, "a drain is planned, not a failover");
     assert!(format!("{ts:?}").contains("draining"));
 }
 
@@ -257,4 +257,75 @@ fn active_active_counts_a_node_leaving_while_its_twin_serves() {
     assert!(!ts
         .iter()
         .any(|t| matches!(t, Transition::ActiveLost { .. })));
+}
+
+#[test]
+fn operator_drain_and_maintenance_take_a_node_out_without_a_failover() {
+    let t0 = Instant::now();
+    let mut c = started(rules(Mode::ActiveStandby), t0);
+    let ts = c.set_admin(A, AdminState::Drain, t0 + ms(1));
+    assert_eq!(c.primary(), Some(B));
+    assert_eq!(failovers(&ts), 0);
+    assert!(matches!(
+        ts[0],
+        Transition::Admin {
+            node: A,
+            to: AdminState::Drain,
+            ..
+        }
+    ));
+    // Maintenance on b too: nobody serves, and a's health alone does not
+    // bring traffic back onto a node in maintenance.
+    c.set_admin(B, AdminState::Maintenance, t0 + ms(2));
+    assert_eq!(c.primary(), None);
+    c.observe(B, ok(), t0 + ms(250));
+    assert!(c.serving_order().is_empty());
+    c.set_admin(A, AdminState::Active, t0 + ms(300));
+    assert_eq!(c.primary(), Some(A));
+    assert_eq!(c.serving_order(), vec![A]);
+}
+
+#[test]
+fn switchover_moves_the_role_and_is_refused_onto_a_node_that_cannot_serve() {
+    let t0 = Instant::now();
+    let mut r = rules(Mode::ActiveStandby);
+    r.preempt = true;
+    let mut c = started(r, t0);
+    let ts = c.switchover(B, t0 + ms(1)).unwrap();
+    assert_eq!(c.primary(), Some(B));
+    assert_eq!(failovers(&ts), 0);
+    // The target became the configured primary: no preemption back to a.
+    assert!(c.tick(t0 + Duration::from_secs(3600)).is_empty());
+    assert_eq!(c.primary(), Some(B));
+    // Onto a node that is down: refused, nothing changes.
+    c.observe(A, fail(), t0 + ms(300));
+    c.observe(A, fail(), t0 + ms(600));
+    let err = c.switchover(A, t0 + ms(700)).unwrap_err();
+    assert!(
+        matches!(err, SwitchoverError::NotEligible(ref why) if why.contains("down")),
+        "{err}"
+    );
+    assert_eq!(c.primary(), Some(B));
+    // Onto itself: nothing to do.
+    assert!(c.switchover(B, t0 + ms(800)).unwrap().is_empty());
+    let mut aa = started(rules(Mode::ActiveActive), t0);
+    assert_eq!(aa.switchover(A, t0), Err(SwitchoverError::NotActiveStandby));
+}
+
+#[test]
+fn reconfigure_keeps_the_health_of_unchanged_nodes() {
+    let t0 = Instant::now();
+    let mut c = started(rules(Mode::ActiveStandby), t0);
+    c.set_admin(B, AdminState::Drain, t0);
+    c.reconfigure(rules(Mode::ActiveStandby), [false, true], t0 + ms(10));
+    assert_eq!(c.node(A).health, Health::Up);
+    assert_eq!(c.node(B).health, Health::Unknown);
+    assert_eq!(
+        c.node(B).admin,
+        AdminState::Drain,
+        "operator state survives"
+    );
+    assert_eq!(c.primary(), Some(A));
+    c.reconfigure(rules(Mode::ActiveActive), [false, false], t0 + ms(20));
+    assert_eq!(c.role(A), Role::Active);
 }

@@ -6,6 +6,8 @@ use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Node {
@@ -102,26 +104,87 @@ impl Default for GwOpts {
 }
 
 pub struct Gateway {
+    pub admin: SocketAddr,
+    pub token: String,
+    pub audit: PathBuf,
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
     pub metrics: SocketAddr,
     pub config: PathBuf,
+    /// The certificate the HTTPS listener started with, and its key.
     pub cert: PathBuf,
+    pub key: PathBuf,
     pub proc: Proc,
     pub log: PathBuf,
+    /// The nodes as the config names them: (name, app, agent).
+    pub nodes: [(String, SocketAddr, SocketAddr); 2],
 }
 
 impl Gateway {
     pub fn start(dir: &TempDir, nodes: &[&Node; 2], o: &GwOpts) -> Gateway {
         let http = free_addr();
         let metrics = free_addr();
+        let admin = free_addr();
+        let token = "test-token-0123456789abcdef".to_string();
+        let token_file = dir.path().join("admin.token");
+        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let audit = dir.path().join("audit.log");
         let https = o.https.then(free_addr);
         let (cert, key) = devtools::write_dev_cert(
             &dir.path().join("tls"),
             &["localhost".to_string(), "127.0.0.1".to_string()],
         )
         .expect("dev cert");
-        let https_yaml = https
+        let config = dir.path().join("gateway.yaml");
+        let log = dir.path().join("gateway.log");
+        let mut cmd = Command::new(bin("gateway"));
+        cmd.arg("--config").arg(&config);
+        let mut gw = Gateway {
+            admin,
+            token,
+            audit,
+            http,
+            https,
+            metrics,
+            config,
+            cert,
+            key,
+            // Replaced below once the config is written.
+            proc: Proc::spawn("true", Command::new("true"), None),
+            log,
+            nodes: [0, 1].map(|i| (nodes[i].name.clone(), nodes[i].app, nodes[i].agent)),
+        };
+        gw.write_config(o, "");
+        gw.proc = Proc::spawn("gateway", cmd, Some(&gw.log));
+        assert!(
+            wait_for_port(http, Duration::from_secs(15)),
+            "gateway did not open {http}; log:\n{}",
+            std::fs::read_to_string(&gw.log).unwrap_or_default()
+        );
+        assert!(wait_for_port(metrics, Duration::from_secs(5)));
+        assert!(wait_for_port(admin, Duration::from_secs(5)));
+        gw
+    }
+
+    /// Writes the config file for `o` with the gateway's ports; `extra` is
+    /// appended as more top-level YAML.
+    pub fn write_config(&self, o: &GwOpts, extra: &str) {
+        self.write_config_with_cert(o, extra, &self.cert, &self.key)
+    }
+
+    pub fn write_config_with_cert(
+        &self,
+        o: &GwOpts,
+        extra: &str,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) {
+        let https_yaml = self
+            .https
             .map(|a| {
                 format!(
                     "  https:\n    address: {a}\n    certificate: {}\n    key: {}\n",
@@ -130,53 +193,60 @@ impl Gateway {
                 )
             })
             .unwrap_or_default();
-        let node_yaml: String = nodes
+        let node_yaml: String = self
+            .nodes
             .iter()
             .zip(o.weights)
-            .map(|(n, w)| {
+            .map(|((name, app, agent), w)| {
                 format!(
-                    "  - name: {}\n    address: {}\n    agent: {}\n    weight: {w}\n",
-                    n.name, n.app, n.agent
+                    "  - name: {name}\n    address: {app}\n    agent: {agent}\n    weight: {w}\n"
                 )
             })
             .collect();
         let yaml = format!(
-            "listeners:\n  http: {http}\n{https_yaml}  metrics: {metrics}\n\
+            "listeners:\n  http: {http}\n{https_yaml}  metrics: {metrics}\n  admin: {admin}\n\
+admin:\n  token_file: admin.token\n  audit_log: audit.log\n\
 mode: {mode}\nprimary: {primary}\nnodes:\n{node_yaml}\
 failback:\n  preempt: {preempt}\n  hold_down: {hold}\n\
 timeouts:\n  read: {read}\n\
-server:\n  threads: 2\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n",
+server:\n  threads: 2\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n{extra}",
+            http = self.http,
+            metrics = self.metrics,
+            admin = self.admin,
             mode = o.mode,
-            primary = nodes[0].name,
+            primary = self.nodes[0].0,
             preempt = o.preempt,
             hold = o.hold_down,
             read = o.read_timeout,
         );
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let log = dir.path().join("gateway.log");
-        let mut cmd = Command::new(bin("gateway"));
-        cmd.arg("--config").arg(&config);
-        let proc = Proc::spawn("gateway", cmd, Some(&log));
-        assert!(
-            wait_for_port(http, Duration::from_secs(15)),
-            "gateway did not open {http}; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        assert!(wait_for_port(metrics, Duration::from_secs(5)));
-        Gateway {
-            http,
-            https,
-            metrics,
-            config,
-            cert,
-            proc,
-            log,
-        }
+        // Write then rename, as an operator's tooling would.
+        let tmp = self.config.with_extension("yaml.tmp");
+        std::fs::write(&tmp, yaml).expect("write config");
+        std::fs::rename(&tmp, &self.config).expect("rename config");
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// A call to the admin API with the token.
+    pub async fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}{path}", self.admin);
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("admin API answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     pub fn log_text(&self) -> String {
@@ -300,4 +370,88 @@ pub fn summary(outcomes: &[Outcome]) -> String {
         max,
         failed
     )
+}
+
+/// Like [`load`], but every other request is a `POST /record?id=...`
+/// (recorded in the node's journal), so that GET and POST are mixed.
+pub async fn load_mixed(
+    base: String,
+    workers: usize,
+    duration: Duration,
+    max_per_worker: usize,
+) -> Vec<Outcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    load_mixed_until(base, workers, duration, max_per_worker, stop).await
+}
+
+/// [`load_mixed`] that also stops when `stop` is set.
+pub async fn load_mixed_until(
+    base: String,
+    workers: usize,
+    duration: Duration,
+    max_per_worker: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<Outcome> {
+    let end = Instant::now() + duration;
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let base = base.clone();
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let mut out = Vec::new();
+            let mut i = 0usize;
+            while Instant::now() < end
+                && out.len() < max_per_worker
+                && !stop.load(Ordering::Relaxed)
+            {
+                let at = Instant::now();
+                let req = if i % 2 == 0 {
+                    client.get(format!("{base}/whoami"))
+                } else {
+                    client.post(format!("{base}/record?id=w{w}-{i}")).body("x")
+                };
+                i += 1;
+                let o = match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let node = resp
+                            .headers()
+                            .get("x-twinport-node")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let body = resp.bytes().await;
+                        Outcome {
+                            ok: status == 200 && body.is_ok(),
+                            status,
+                            node,
+                            latency: at.elapsed(),
+                            error: body.err().map(|e| e.to_string()).unwrap_or_default(),
+                            at,
+                        }
+                    }
+                    Err(e) => Outcome {
+                        ok: false,
+                        status: 0,
+                        node: String::new(),
+                        latency: at.elapsed(),
+                        error: e.to_string(),
+                        at,
+                    },
+                };
+                out.push(o);
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("worker"));
+    }
+    all
 }

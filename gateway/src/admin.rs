@@ -1,0 +1,241 @@
+//! The admin API (DESIGN.md): status, drain, undrain, maintenance,
+//! switchover and config reload, on its own listener.
+//!
+//! Every call needs `Authorization: Bearer <token>` (the token file named
+//! in the configuration, re-read on reload), compared in constant time;
+//! without it the answer is 401 and nothing changes. Every call, refused
+//! or not, is written to the audit log before it answers. Answers are JSON.
+//!
+//! The listener is bound with `SO_REUSEPORT` so that during a binary
+//! upgrade the new gateway can open it while the old one still runs.
+
+use crate::audit::AuditLog;
+use crate::config::ConfigError;
+use crate::controller::{ControlError, Shared};
+use crate::failover::{AdminState, SwitchoverError};
+use crate::reload::{ReloadError, Reloader};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
+pub struct AdminApp {
+    pub shared: Arc<Shared>,
+    pub reloader: Arc<Reloader>,
+    pub audit: Arc<AuditLog>,
+}
+
+type St = AdminApp;
+
+/// Binds the admin listener (SO_REUSEPORT) on `addr`.
+pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
+}
+
+pub fn router(state: St) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/nodes/{node}/{action}", post(node_action))
+        .route("/v1/switchover", post(switchover))
+        .route("/v1/config/reload", post(reload))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+/// Serves the admin API until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: St,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+}
+
+fn action_name(req: &Request) -> String {
+    format!("{} {}", req.method(), req.uri().path())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = v.split_at(v.iter().position(|&b| b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| token.trim_ascii())
+}
+
+async fn authorize(
+    State(st): State<St>,
+    ConnectInfo(caller): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let action = action_name(&req);
+    let expected = st
+        .shared
+        .snapshot
+        .load()
+        .config
+        .admin
+        .as_ref()
+        .map(|a| a.token.clone());
+    let ok = match (expected, bearer(req.headers())) {
+        (Some(want), Some(got)) => bool::from(want.ct_eq(got)),
+        _ => false,
+    };
+    if !ok {
+        st.audit.record(caller, &action, "unauthorized", 401);
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is needed",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    let result = if status.is_success() { "ok" } else { "refused" };
+    st.audit.record(caller, &action, result, status.as_u16());
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such admin call")
+}
+
+/// The published status plus live in-flight counts.
+pub fn status_value(shared: &Shared) -> Value {
+    let mut status = (**shared.status.load()).clone();
+    let snap = shared.snapshot.load();
+    for (n, node) in status.nodes.iter_mut().enumerate() {
+        node.inflight = snap.nodes[n].inflight.get();
+    }
+    serde_json::to_value(status).unwrap_or(Value::Null)
+}
+
+async fn status(State(st): State<St>) -> Response {
+    Json(status_value(&st.shared)).into_response()
+}
+
+fn control_error(e: ControlError) -> Response {
+    match e {
+        ControlError::UnknownNode(n) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+            &format!("no node is named `{n}`"),
+        ),
+        ControlError::Switchover(SwitchoverError::NotActiveStandby) => error(
+            StatusCode::CONFLICT,
+            "not_active_standby",
+            "switchover needs active-standby mode",
+        ),
+        ControlError::Switchover(SwitchoverError::NotEligible(why)) => error(
+            StatusCode::CONFLICT,
+            "target_not_healthy",
+            &format!("the target cannot serve: {why}"),
+        ),
+        ControlError::Stopped => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the gateway is shutting down",
+        ),
+    }
+}
+
+async fn node_action(
+    State(st): State<St>,
+    Path((node, action)): Path<(String, String)>,
+) -> Response {
+    let state = match action.as_str() {
+        "drain" => AdminState::Drain,
+        "undrain" => AdminState::Active,
+        "maintenance" => AdminState::Maintenance,
+        _ => return not_found().await,
+    };
+    let n = match st.shared.node_index(&node) {
+        Ok(n) => n,
+        Err(e) => return control_error(e),
+    };
+    match st.shared.set_admin(n, state).await {
+        Ok(()) => Json(
+            json!({ "node": node, "admin": state.as_str(), "status": status_value(&st.shared) }),
+        )
+        .into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SwitchoverBody {
+    to: String,
+}
+
+async fn switchover(
+    State(st): State<St>,
+    body: Result<Json<SwitchoverBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_request",
+            r#"the body must be {"to":"<node>"}"#,
+        );
+    };
+    let n = match st.shared.node_index(&body.to) {
+        Ok(n) => n,
+        Err(e) => return control_error(e),
+    };
+    match st.shared.switchover(n).await {
+        Ok(()) => {
+            Json(json!({ "primary": body.to, "status": status_value(&st.shared) })).into_response()
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+async fn reload(State(st): State<St>) -> Response {
+    match st.reloader.reload("admin API").await {
+        Ok(report) => Json(json!(report)).into_response(),
+        Err(ReloadError::Control(e)) => control_error(e),
+        Err(ReloadError::Config(e)) => {
+            let body = match &e {
+                ConfigError::Invalid { file, errors } => json!({
+                    "error": "invalid_config",
+                    "file": file,
+                    "errors": errors.iter().map(|f| json!({ "field": f.field, "message": f.message })).collect::<Vec<_>>(),
+                    "message": e.to_string(),
+                }),
+                other => json!({ "error": "invalid_config", "message": other.to_string() }),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+    }
+}

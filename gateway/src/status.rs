@@ -1,0 +1,112 @@
+//! What `GET /v1/status` and the status page show.
+//!
+//! The controller rebuilds a [`Status`] after every change and publishes it
+//! through an `ArcSwap`; the admin API adds the live in-flight counts when
+//! it answers.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub mode: &'static str,
+    /// Name of the current primary (active-standby), if any node can serve.
+    pub primary: Option<String>,
+    pub config_generation: u64,
+    pub config_file: String,
+    pub nodes: Vec<NodeStatus>,
+    /// Most recent first.
+    pub transitions: Vec<TransitionRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub agent: String,
+    /// `unknown`, `up` or `down`.
+    pub health: &'static str,
+    /// The node's state as the gateway sees it (`ready`, `draining`, ...).
+    pub state: &'static str,
+    /// The operator's state: `active`, `drain` or `maintenance`.
+    pub admin: &'static str,
+    pub role: &'static str,
+    pub eligible: bool,
+    pub weight: u32,
+    /// Configured weight × the agent's percentage.
+    pub effective_weight: u32,
+    pub inflight: i64,
+    pub version: Option<String>,
+    pub last_check: Option<CheckRecord>,
+    pub last_transition: Option<TransitionRecord>,
+    /// Results of the last checks, oldest first (`ok`, `draining`,
+    /// `failed`, `timeout`, `error`).
+    pub history: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRecord {
+    pub at: String,
+    pub result: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitionRecord {
+    pub at: String,
+    pub node: Option<String>,
+    pub event: String,
+    pub reason: String,
+}
+
+/// RFC 3339 time with milliseconds, UTC.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A bounded log of recent records, newest first.
+#[derive(Debug, Clone)]
+pub struct Recent<T> {
+    items: VecDeque<T>,
+    cap: usize,
+}
+
+impl<T: Clone> Recent<T> {
+    pub fn new(cap: usize) -> Self {
+        Recent {
+            items: VecDeque::with_capacity(cap),
+            cap,
+        }
+    }
+
+    pub fn push(&mut self, t: T) {
+        if self.items.len() == self.cap {
+            self.items.pop_back();
+        }
+        self.items.push_front(t);
+    }
+
+    pub fn to_vec(&self) -> Vec<T> {
+        self.items.iter().cloned().collect()
+    }
+
+    pub fn first(&self) -> Option<&T> {
+        self.items.front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_keeps_the_newest_first_and_is_bounded() {
+        let mut r = Recent::new(3);
+        for i in 0..5 {
+            r.push(i);
+        }
+        assert_eq!(r.to_vec(), vec![4, 3, 2]);
+        assert_eq!(r.first(), Some(&4));
+    }
+}

