@@ -126,7 +126,10 @@ async fn switchover_under_load_fails_no_request_and_is_refused_onto_a_sick_node(
     gw.admin_call("POST", "/v1/switchover", Some(json!({"to": "a"})))
         .await;
     b.crash();
-    assert!(gw.wait_metric(r#"twinport_node_up{node="b"}"#, 0.0, Duration::from_secs(2)).await);
+    assert!(
+        gw.wait_metric(r#"twinport_node_up{node="b"}"#, 0.0, Duration::from_secs(2))
+            .await
+    );
     assert!(
         gw.wait_metric(
             r#"twinport_node_role{node="a",role="primary"}"#,
@@ -231,4 +234,199 @@ async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
         gw.metric("twinport_config_generation").await.is_some(),
         "metrics still on the old socket"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_admin_call_without_the_token_gets_401_changes_nothing_and_is_audited() {
+    let dir = TempDir::new("auth");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let client = reqwest::Client::new();
+    let calls = [
+        ("GET", "/v1/status"),
+        ("POST", "/v1/nodes/a/drain"),
+        ("POST", "/v1/nodes/a/undrain"),
+        ("POST", "/v1/nodes/a/maintenance"),
+        ("POST", "/v1/switchover"),
+        ("POST", "/v1/config/reload"),
+    ];
+    for (method, path) in calls {
+        for auth in [
+            None,
+            Some("Bearer wrong-token-0123456789"),
+            Some("Basic dGVzdDp0ZXN0"),
+        ] {
+            let mut req = client
+                .request(
+                    method.parse().unwrap(),
+                    format!("http://{}{path}", gw.admin),
+                )
+                .json(&json!({"to": "b"}));
+            if let Some(h) = auth {
+                req = req.header("Authorization", h);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {path} with {auth:?}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        }
+    }
+    // Nothing changed.
+    let (code, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(status["primary"], "a");
+    assert!(status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["admin"] == "active"));
+    assert_eq!(status["config_generation"], 1);
+    // Every call is in the audit log, refused ones too.
+    let audit = std::fs::read_to_string(&gw.audit).unwrap();
+    let entries: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.iter().filter(|e| e["status"] == 401).count(), 18);
+    let last = entries.last().unwrap();
+    assert_eq!(last["action"], "GET /v1/status");
+    assert_eq!(last["result"], "ok");
+    assert!(last["caller"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(last["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_agent_reporting_draining_takes_the_node_out_like_an_operator_drain() {
+    let dir = TempDir::new("agentdrain");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/_demo/state/draining", a.agent))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        gw.wait_metric(
+            r#"twinport_node_state{node="a",state="draining"}"#,
+            1.0,
+            Duration::from_secs(2)
+        )
+        .await
+    );
+    let out = load_mixed(gw.url(""), 2, Duration::from_secs(5), 20).await;
+    assert!(
+        out.iter().all(|o| o.ok && o.node == "b"),
+        "{}",
+        summary(&out)
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_node_up{node="a"}"#).await,
+        Some(1.0),
+        "draining is alive, not down"
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_failovers_total{reason="draining"}"#)
+            .await,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_and_a_file_change_reload_the_config() {
+    let dir = TempDir::new("hup");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let aa = GwOpts {
+        mode: "active-active",
+        ..GwOpts::default()
+    };
+    // The watch notices a changed file within about a second.
+    gw.write_config(&aa, "");
+    assert!(
+        gw.wait_metric("twinport_config_generation", 2.0, Duration::from_secs(3))
+            .await
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="a",role="active"}"#)
+            .await,
+        Some(1.0)
+    );
+    // SIGHUP reloads even an unchanged file, and the gateway lives on.
+    gw.write_config(&GwOpts::default(), "watch_config: false\n");
+    gw.proc.signal("HUP");
+    assert!(
+        gw.wait_metric("twinport_config_generation", 3.0, Duration::from_secs(3))
+            .await
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_node_role{node="a",role="primary"}"#)
+            .await,
+        Some(1.0)
+    );
+    // A broken file on SIGHUP is refused and counted; traffic goes on.
+    std::fs::write(&gw.config, "listeners: [").unwrap();
+    gw.proc.signal("HUP");
+    assert!(
+        gw.wait_metric(
+            r#"twinport_config_reloads_total{result="failed"}"#,
+            1.0,
+            Duration::from_secs(3)
+        )
+        .await
+    );
+    assert_eq!(gw.metric("twinport_config_generation").await, Some(3.0));
+    let r = reqwest::get(gw.url("/whoami")).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "a");
+    assert!(gw
+        .log_text()
+        .contains("configuration refused; the running one stays in force"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certificate_rotation_by_reload_serves_new_handshakes_and_keeps_open_connections() {
+    let dir = TempDir::new("rotate");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let opts = GwOpts {
+        https: true,
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let https = gw.https.unwrap();
+    let url = format!("https://localhost:{}/whoami", https.port());
+    let trusting = |cert: &std::path::Path| {
+        let pem = std::fs::read(cert).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve("localhost", https)
+            .http2_prior_knowledge()
+            .build()
+            .unwrap()
+    };
+    // An HTTP/2 connection opened with the old certificate.
+    let old_client = trusting(&gw.cert);
+    assert_eq!(old_client.get(&url).send().await.unwrap().status(), 200);
+
+    let new_dir = dir.path().join("tls-new");
+    let (new_cert, new_key) =
+        devtools::write_dev_cert(&new_dir, &["localhost".to_string()]).unwrap();
+    gw.write_config_with_cert(&opts, "watch_config: false\n", &new_cert, &new_key);
+    let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+
+    // New handshakes get the new certificate...
+    let new_client = trusting(&new_cert);
+    assert_eq!(new_client.get(&url).send().await.unwrap().status(), 200);
+    assert!(
+        trusting(&gw.cert).get(&url).send().await.is_err(),
+        "a new handshake must not see the old certificate"
+    );
+    // ...and the connection opened before keeps working.
+    for _ in 0..5 {
+        assert_eq!(old_client.get(&url).send().await.unwrap().status(), 200);
+    }
 }
