@@ -230,7 +230,7 @@ async fn reload(State(st): State<St>) -> Response {
                 ConfigError::Invalid { file, errors } => json!({
                     "error": "invalid_config",
                     "file": file,
-                    "errors": errors.iter().map(|f| json!({ "field": f.field, "message": f.message })).collect::<Vec<_>>(),
+                    "errors": errors.iter().map(|f| json!({ "field": f.field, "line": f.line, "message": f.message })).collect::<Vec<_>>(),
                     "message": e.to_string(),
                 }),
                 other => json!({ "error": "invalid_config", "message": other.to_string() }),

@@ -184,6 +184,7 @@ async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
             let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
             assert_eq!(code, 422, "{body}");
             assert_eq!(body["errors"][0]["field"], "health_check.rise", "{body}");
+            assert!(body["errors"][0]["line"].as_u64().unwrap() > 1, "{body}");
             assert!(
                 body["message"].as_str().unwrap().contains("gateway.yaml"),
                 "{body}"

@@ -130,15 +130,15 @@ fn a_malformed_config_refuses_to_start_naming_file_and_field() {
         ),
         (
             "listeners:\n  http: 127.0.0.1:1\nnodes:\n  - name: a\n    address: nowhere\n  - name: b\n    address: 127.0.0.1:3\n",
-            "nodes[0].address: `nowhere` is not an address",
+            "nodes[0].address (line 5): `nowhere` is not an address",
         ),
         (
             "listeners:\n  http: 127.0.0.1:1\nnodes:\n  - name: a\n    address: 127.0.0.1:2\n",
-            "nodes: exactly two twin nodes are needed, found 1",
+            "nodes (line 3): exactly two twin nodes are needed, found 1",
         ),
         (
             "listeners:\n  http: 127.0.0.1:1\nprimary: c\nhealth_check:\n  rise: 0\n  interval: 1ms\nnodes:\n  - name: a\n    address: 127.0.0.1:2\n  - name: b\n    address: 127.0.0.1:3\n",
-            "health_check.rise: 0 is out of range",
+            "health_check.rise (line 5): 0 is out of range",
         ),
         ("listeners: [\n", "listeners: invalid type: sequence"),
         ("listeners:\n  http: \"open\n  metrics: x\n", "at line 2"),
@@ -157,10 +157,10 @@ fn a_malformed_config_refuses_to_start_naming_file_and_field() {
     // Several errors are reported at once.
     let (_, text) = check(&dir.path().join("bad-3.yaml"));
     assert!(
-        text.contains("primary: `c` is not the name of a node"),
+        text.contains("primary (line 3): `c` is not the name of a node"),
         "{text}"
     );
-    assert!(text.contains("health_check.interval"), "{text}");
+    assert!(text.contains("health_check.interval (line 6)"), "{text}");
     // A missing file is reported as such.
     let (code, text) = check(&dir.path().join("missing.yaml"));
     assert_eq!(code, Some(64));

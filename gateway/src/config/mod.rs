@@ -11,6 +11,7 @@
 //! fields are already `SocketAddr`s, `Duration`s and enums.
 
 pub mod file;
+pub mod locate;
 mod runtime;
 
 pub use runtime::*;
@@ -24,11 +25,17 @@ pub struct FieldError {
     /// Dotted path of the field, such as `nodes[1].address`.
     pub field: String,
     pub message: String,
+    /// Line of the field in the file (or of its nearest parent that is
+    /// there), when known.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        match self.line {
+            Some(l) => write!(f, "{} (line {l}): {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
     }
 }
 
@@ -77,9 +84,15 @@ pub fn parse(path: &Path, text: &str) -> Result<GatewayConfig, ConfigError> {
         message: e.to_string(),
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    GatewayConfig::from_file(file, base).map_err(|errors| ConfigError::Invalid {
-        file: path.to_path_buf(),
-        errors,
+    GatewayConfig::from_file(file, base).map_err(|mut errors| {
+        let lines = locate::field_lines(text);
+        for e in &mut errors {
+            e.line = locate::line_of(&lines, &e.field);
+        }
+        ConfigError::Invalid {
+            file: path.to_path_buf(),
+            errors,
+        }
     })
 }
 
@@ -137,7 +150,9 @@ nodes:
         );
         let err = parse(Path::new("g.yaml"), &text).unwrap_err().to_string();
         assert!(
-            err.contains("listeners.metrics: 127.0.0.1:8080 is already used by listeners.http"),
+            err.contains(
+                "listeners.metrics (line 3): 127.0.0.1:8080 is already used by listeners.http"
+            ),
             "{err}"
         );
     }

@@ -203,6 +203,7 @@ impl Errors {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
+            line: None,
         });
     }
 
