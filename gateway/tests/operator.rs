@@ -431,3 +431,79 @@ async fn certificate_rotation_by_reload_serves_new_handshakes_and_keeps_open_con
         assert_eq!(old_client.get(&url).send().await.unwrap().status(), 200);
     }
 }
+
+fn twinctl(gw: &Gateway, token: Option<&str>, args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(devtools::bin("twinctl"));
+    cmd.env_remove("TWINPORT_TOKEN_FILE")
+        .env_remove("TWINPORT_TOKEN")
+        .env("TWINPORT_ADMIN", format!("http://{}", gw.admin));
+    if let Some(t) = token {
+        cmd.env("TWINPORT_TOKEN", t);
+    }
+    let out = cmd.args(args).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twinctl_drives_the_admin_api_with_clear_errors_and_exit_codes() {
+    let dir = TempDir::new("twinctl");
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let t = Some(gw.token.as_str());
+
+    let (code, out) = twinctl(&gw, t, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("primary a"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("a ") && l.contains("primary") && l.contains("ready")),
+        "{out}"
+    );
+    let (code, out) = twinctl(&gw, t, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["primary"], "a");
+
+    let (code, out) = twinctl(&gw, t, &["switchover", "b"]);
+    assert_eq!((code, out.trim()), (0, "primary is now b"));
+    let (code, out) = twinctl(&gw, t, &["drain", "a"]);
+    assert_eq!((code, out.trim()), (0, "node a: admin state drain"));
+    let (code, out) = twinctl(&gw, t, &["switchover", "a"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("409") && out.contains("drain"), "{out}");
+    let (code, _) = twinctl(&gw, t, &["undrain", "a"]);
+    assert_eq!(code, 0);
+    let (code, out) = twinctl(&gw, t, &["maintenance", "zz"]);
+    assert_eq!(code, 5, "{out}");
+    let (code, out) = twinctl(&gw, Some("not-the-token-xxxxxxxx"), &["status"]);
+    assert_eq!(code, 4, "{out}");
+    let (code, out) = twinctl(&gw, None, &["status"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no token"));
+    let (code, out) = twinctl(&gw, t, &["reload"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("generation 2"), "{out}");
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    std::fs::write(
+        &gw.config,
+        text.replace(&format!("http: {}", gw.http), "http: nowhere"),
+    )
+    .unwrap();
+    let (code, out) = twinctl(&gw, t, &["reload"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("422") && out.contains("listeners.http (line 2)"),
+        "{out}"
+    );
+    let mut down = std::process::Command::new(devtools::bin("twinctl"));
+    let out = down
+        .env("TWINPORT_ADMIN", "http://127.0.0.1:1")
+        .env("TWINPORT_TOKEN", "x")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}
