@@ -28,3 +28,20 @@ ensure_cargo() {
     return 1
   fi
 }
+
+# What the tests need beyond the build: Debian's headless Chromium and its
+# WebDriver (the status-page test) and curl.
+ensure_test_deps() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "==> installing test dependencies: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+}

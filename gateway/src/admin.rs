@@ -49,6 +49,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 pub fn router(state: St) -> Router {
     Router::new()
+        .route("/", get(page_html))
+        .route("/status.js", get(page_js))
+        .route("/status.css", get(page_css))
         .route("/v1/status", get(status))
         .route("/v1/nodes/{node}/{action}", post(node_action))
         .route("/v1/switchover", post(switchover))
@@ -84,12 +87,19 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
+/// The status page's static files: no data in them, so no token needed
+/// (the page asks for the token and sends it with every data call).
+const PAGE_FILES: [&str; 3] = ["/", "/status.js", "/status.css"];
+
 async fn authorize(
     State(st): State<St>,
     ConnectInfo(caller): ConnectInfo<SocketAddr>,
     req: Request,
     next: Next,
 ) -> Response {
+    if req.method() == axum::http::Method::GET && PAGE_FILES.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     let action = action_name(&req);
     let expected = st
         .shared
@@ -131,12 +141,18 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such admin call")
 }
 
-/// The published status plus live in-flight counts.
+/// The published status plus live in-flight and request counts.
 pub fn status_value(shared: &Shared) -> Value {
     let mut status = (**shared.status.load()).clone();
     let snap = shared.snapshot.load();
     for (n, node) in status.nodes.iter_mut().enumerate() {
-        node.inflight = snap.nodes[n].inflight.get();
+        let rt = &snap.nodes[n];
+        node.inflight = rt.inflight.get();
+        node.requests = crate::metrics::CODE_CLASSES
+            .iter()
+            .zip(&rt.requests)
+            .map(|(class, c)| (*class, c.get()))
+            .collect();
     }
     serde_json::to_value(status).unwrap_or(Value::Null)
 }
@@ -238,4 +254,43 @@ async fn reload(State(st): State<St>) -> Response {
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
     }
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page_html() -> Response {
+    page(
+        "text/html; charset=utf-8",
+        include_str!("admin_page/status.html"),
+    )
+}
+
+async fn page_js() -> Response {
+    page(
+        "text/javascript; charset=utf-8",
+        include_str!("admin_page/status.js"),
+    )
+}
+
+async fn page_css() -> Response {
+    page(
+        "text/css; charset=utf-8",
+        include_str!("admin_page/status.css"),
+    )
 }

@@ -547,6 +547,7 @@ impl Controller {
                     weight: c.weight,
                     effective_weight: weights[n],
                     inflight: 0,
+                    requests: Default::default(),
                     version: notes.version.clone(),
                     last_check: notes.last_check.clone(),
                     last_transition: notes.last_transition.clone(),

@@ -37,6 +37,8 @@ pub struct NodeStatus {
     /// Configured weight × the agent's percentage.
     pub effective_weight: u32,
     pub inflight: i64,
+    /// Requests answered by the node since start, by status class.
+    pub requests: std::collections::BTreeMap<&'static str, u64>,
     pub version: Option<String>,
     pub last_check: Option<CheckRecord>,
     pub last_transition: Option<TransitionRecord>,
