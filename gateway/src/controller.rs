@@ -76,6 +76,10 @@ pub struct Shared {
     events: mpsc::UnboundedSender<Event>,
     /// The HTTPS listener's certificate, replaced on reload.
     pub cert: Option<Arc<CertResolver>>,
+    /// This process is handing over to a new one (binary upgrade) or
+    /// stopping: every response closes its downstream connection, so that
+    /// clients move to fresh connections before this process stops reading.
+    pub leaving: std::sync::atomic::AtomicBool,
     pub config_path: PathBuf,
 }
 
@@ -177,6 +181,7 @@ impl Controller {
             status: ArcSwap::from_pointee(placeholder),
             events: tx,
             cert,
+            leaving: std::sync::atomic::AtomicBool::new(false),
             config_path,
         });
         metrics().config_generation.set(1);

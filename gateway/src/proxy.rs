@@ -260,6 +260,13 @@ impl ProxyHttp for Gateway {
                 session.set_keepalive(None);
             }
         }
+        if self
+            .shared
+            .leaving
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            session.set_keepalive(None);
+        }
         Ok(())
     }
 

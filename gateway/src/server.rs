@@ -97,6 +97,53 @@ impl BackgroundService for ControlPlane {
     }
 }
 
+fn write_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| anyhow::anyhow!("cannot write the pid file {}: {e}", path.display()))
+}
+
+/// Marks the process as leaving as soon as pingora starts handing its
+/// sockets to a new process (SIGQUIT) or stopping (SIGTERM), so that
+/// responses from then on close their connections (see `Shared::leaving`).
+fn watch_leaving(server: &Server, shared: Arc<Shared>) {
+    use pingora::server::ExecutionPhase;
+    let mut phases = server.watch_execution_phase();
+    let spawned = std::thread::Builder::new()
+        .name("twinport-phase".into())
+        .spawn(move || {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let phase = match phases.blocking_recv() {
+                    Ok(p) => p,
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                };
+                if matches!(
+                    phase,
+                    ExecutionPhase::GracefulUpgradeTransferringFds
+                        | ExecutionPhase::GracefulTerminate
+                        | ExecutionPhase::ShutdownStarted
+                ) {
+                    info!(
+                        ?phase,
+                        "leaving: closing downstream connections after each response"
+                    );
+                    shared
+                        .leaving
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch pingora's execution phase");
+    }
+}
+
 /// Builds the server: checks both nodes once, then sets up the proxy,
 /// metrics and control-plane services. Blocks until the server stops.
 pub fn run(
@@ -170,6 +217,7 @@ pub fn run(
         })?)),
         None => None,
     };
+    let shared_for_phase = shared.clone();
     let control = ControlPlane {
         parts: Mutex::new(Some((controller, events))),
         reloader: Arc::new(Reloader::new(shared.clone(), config.clone())),
@@ -178,11 +226,18 @@ pub fn run(
         admin_addr: config.listeners.admin,
     };
     server.add_service(background_service("twinport control plane", control));
+    watch_leaving(&server, shared_for_phase);
     info!(
         http = ?config.listeners.http,
         https = ?config.listeners.https.as_ref().map(|h| h.address),
         metrics = ?config.listeners.metrics,
         "gateway starting"
     );
+    if !opts.daemon {
+        // Pingora writes the pid file only when it daemonizes; operators,
+        // systemd and the upgrade procedure need it either way. Written
+        // after the sockets were bound or taken over from the old process.
+        write_pid_file(&config.server.pid_file)?;
+    }
     server.run_forever();
 }

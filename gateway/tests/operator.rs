@@ -173,6 +173,7 @@ async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
         Duration::from_secs(120),
         1_000_000,
         stop.clone(),
+        false,
     ));
     // The file watch would also see the changes; switch it off so every
     // reload below is counted exactly once.

@@ -344,7 +344,7 @@ pub async fn load(
                         status: 0,
                         node: String::new(),
                         latency: at.elapsed(),
-                        error: e.to_string(),
+                        error: format!("{e:?}"),
                         at,
                     },
                 };
@@ -381,7 +381,7 @@ pub async fn load_mixed(
     max_per_worker: usize,
 ) -> Vec<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
-    load_mixed_until(base, workers, duration, max_per_worker, stop).await
+    load_mixed_until(base, workers, duration, max_per_worker, stop, false).await
 }
 
 /// [`load_mixed`] that also stops when `stop` is set.
@@ -391,6 +391,7 @@ pub async fn load_mixed_until(
     duration: Duration,
     max_per_worker: usize,
     stop: Arc<AtomicBool>,
+    fresh_connections: bool,
 ) -> Vec<Outcome> {
     let end = Instant::now() + duration;
     let mut handles = Vec::new();
@@ -398,8 +399,13 @@ pub async fn load_mixed_until(
         let base = base.clone();
         let stop = stop.clone();
         handles.push(tokio::spawn(async move {
+            // Odd workers open a new connection for every request.
             let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
+                .pool_max_idle_per_host(if fresh_connections && w % 2 == 1 {
+                    0
+                } else {
+                    1
+                })
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client");
@@ -440,7 +446,7 @@ pub async fn load_mixed_until(
                         status: 0,
                         node: String::new(),
                         latency: at.elapsed(),
-                        error: e.to_string(),
+                        error: format!("{e:?}"),
                         at,
                     },
                 };
