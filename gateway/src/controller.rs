@@ -18,7 +18,7 @@ use crate::failover::{
 };
 use crate::health::{next_check_in, CheckOutcome, Checker};
 use crate::metrics::metrics;
-use crate::node::NodeRuntime;
+use crate::node::{NodeRuntime, Resolved};
 use crate::routing::Snapshot;
 use crate::status::{timestamp, CheckRecord, NodeStatus, Recent, Status, TransitionRecord};
 use crate::tls::CertResolver;
@@ -50,6 +50,11 @@ pub enum Event {
     Switchover {
         to: NodeId,
         reply: oneshot::Sender<Result<(), SwitchoverError>>,
+    },
+    /// DNS gave node `node` new addresses.
+    Resolved {
+        node: NodeId,
+        resolved: Resolved,
     },
     /// Put a validated configuration in force; answers the new generation.
     Reload {
@@ -112,6 +117,11 @@ impl Shared {
         Ok(rx.await.map_err(|_| ControlError::Stopped)??)
     }
 
+    /// Reports new DNS results for node `node`.
+    pub fn resolved(&self, node: NodeId, resolved: Resolved) {
+        let _ = self.events.send(Event::Resolved { node, resolved });
+    }
+
     pub async fn apply_config(&self, config: Arc<GatewayConfig>) -> Result<u64, ControlError> {
         let (reply, rx) = oneshot::channel();
         self.send(Event::Reload { config, reply })?;
@@ -152,6 +162,7 @@ pub struct Controller {
     cluster: Cluster,
     config: Arc<GatewayConfig>,
     nodes: [Arc<NodeRuntime>; 2],
+    resolved: [Resolved; 2],
     shared: Arc<Shared>,
     notes: [NodeNotes; 2],
     transitions: Recent<TransitionRecord>,
@@ -164,7 +175,16 @@ impl Controller {
         config_path: PathBuf,
         cert: Option<Arc<CertResolver>>,
     ) -> (Self, Arc<Shared>, mpsc::UnboundedReceiver<Event>) {
-        let nodes = [0, 1].map(|i| Arc::new(NodeRuntime::new(i, &config.nodes[i], &config, None)));
+        let resolved = [0, 1].map(|i| Resolved::from_config(&config.nodes[i]));
+        let nodes = [0, 1].map(|i| {
+            Arc::new(NodeRuntime::new(
+                i,
+                &config.nodes[i],
+                &config,
+                None,
+                resolved[i],
+            ))
+        });
         let cluster = Cluster::new(Rules::from_config(&config));
         let (tx, rx) = mpsc::unbounded_channel();
         let snapshot = Snapshot::new(config.clone(), nodes.clone(), Vec::new(), [0, 0]);
@@ -189,6 +209,7 @@ impl Controller {
             cluster,
             config,
             nodes,
+            resolved,
             shared: shared.clone(),
             notes: Default::default(),
             transitions: Recent::new(50),
@@ -209,8 +230,8 @@ impl Controller {
     pub async fn initial_checks(&mut self, checker: &Checker) {
         let hc = &self.config.health;
         let (a, b) = tokio::join!(
-            checker.check(&self.config.nodes[0], hc),
-            checker.check(&self.config.nodes[1], hc)
+            checker.check(&self.config.nodes[0].name, self.resolved[0].agent, hc),
+            checker.check(&self.config.nodes[1].name, self.resolved[1].agent, hc)
         );
         let now = Instant::now();
         self.apply(
@@ -260,6 +281,7 @@ impl Controller {
                 }
                 let _ = reply.send(result);
             }
+            Event::Resolved { node, resolved } => self.resolved(node, resolved),
             Event::Reload { config, reply } => {
                 let generation = self.reload(config, now);
                 let _ = reply.send(generation);
@@ -308,16 +330,73 @@ impl Controller {
         notes.history.push_back(outcome.result);
     }
 
+    /// The addresses of node `n` as they stand now: DNS results carry over
+    /// to a new configuration where the host name stayed the same.
+    fn carry_resolution(&self, new: &GatewayConfig, n: NodeId) -> Resolved {
+        let (old, cur) = (&self.config.nodes[n], &new.nodes[n]);
+        let keep = |o: &crate::config::Target,
+                    c: &crate::config::Target,
+                    was: Option<std::net::SocketAddr>| {
+            c.ip().or_else(|| (o == c).then_some(was).flatten())
+        };
+        Resolved {
+            address: keep(&old.address, &cur.address, self.resolved[n].address),
+            agent: keep(&old.agent, &cur.agent, self.resolved[n].agent),
+        }
+    }
+
+    /// Applies new DNS results for node `n`. The node keeps its health:
+    /// it is the same node at a new address, and the next readiness check
+    /// (within one interval) and passive detection verify the new address.
+    /// Requests in flight to the old address finish there.
+    fn resolved(&mut self, n: NodeId, resolved: Resolved) {
+        if self.resolved[n] == resolved {
+            return;
+        }
+        let before = self.resolved[n];
+        self.resolved[n] = resolved;
+        let keep = (before.address == resolved.address).then(|| self.nodes[n].sessions.clone());
+        let mut nodes = self.nodes.clone();
+        nodes[n] = Arc::new(NodeRuntime::new(
+            n,
+            &self.config.nodes[n],
+            &self.config,
+            keep,
+            resolved,
+        ));
+        self.nodes = nodes;
+        let show =
+            |a: Option<std::net::SocketAddr>| a.map_or("unresolved".to_string(), |a| a.to_string());
+        let reason = format!(
+            "DNS: {} now at {} (agent {}), was {} (agent {})",
+            self.config.nodes[n].address,
+            show(resolved.address),
+            show(resolved.agent),
+            show(before.address),
+            show(before.agent)
+        );
+        info!(node = %self.name(n), %reason, "node address changed");
+        self.transitions.push(TransitionRecord {
+            at: timestamp(SystemTime::now()),
+            node: Some(self.name(n)),
+            event: "address changed".into(),
+            reason,
+        });
+        self.after(Vec::new(), true);
+    }
+
     fn reload(&mut self, new: Arc<GatewayConfig>, now: Instant) -> u64 {
         let old = self.config.clone();
+        let resolved = [0, 1].map(|n| self.carry_resolution(&new, n));
         let reset = [0, 1].map(|n| {
             let (o, c) = (&old.nodes[n], &new.nodes[n]);
             o.name != c.name || o.address != c.address || o.agent != c.agent
         });
         self.nodes = [0, 1].map(|n| {
             let keep = (!reset[n]).then(|| self.nodes[n].sessions.clone());
-            Arc::new(NodeRuntime::new(n, &new.nodes[n], &new, keep))
+            Arc::new(NodeRuntime::new(n, &new.nodes[n], &new, keep, resolved[n]))
         });
+        self.resolved = resolved;
         for (n, r) in reset.iter().enumerate() {
             if *r {
                 self.notes[n] = NodeNotes::default();
@@ -459,7 +538,8 @@ impl Controller {
         if self.config.health.shutdown_sessions_on_down {
             for n in newly_down {
                 let rt = &self.nodes[n];
-                let cut = rt.sessions.cut_all(rt.address);
+                let Some(address) = rt.address else { continue };
+                let cut = rt.sessions.cut_all(address);
                 if cut > 0 {
                     metrics()
                         .sessions_cut
@@ -542,8 +622,8 @@ impl Controller {
                 let notes = &self.notes[n];
                 NodeStatus {
                     name: c.name.clone(),
-                    address: c.address.to_string(),
-                    agent: c.agent.to_string(),
+                    address: show_target(&c.address, self.resolved[n].address),
+                    agent: show_target(&c.agent, self.resolved[n].agent),
                     health: s.health.as_str(),
                     state: self.node_state(n),
                     admin: s.admin.as_str(),
@@ -597,6 +677,15 @@ impl Controller {
     }
 }
 
+/// `10.0.0.1:80`, or `portal-a.example:80 (10.0.0.1:80)` for a host name.
+fn show_target(t: &crate::config::Target, resolved: Option<std::net::SocketAddr>) -> String {
+    match (t, resolved) {
+        (crate::config::Target::Ip(a), _) => a.to_string(),
+        (host, Some(a)) => format!("{host} ({a})"),
+        (host, None) => format!("{host} (unresolved)"),
+    }
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -616,8 +705,9 @@ pub async fn run_checker(
         let snap = shared.snapshot.load_full();
         let cfg = &snap.config;
         let started = Instant::now();
+        let agent = snap.nodes[node].agent;
         let outcome = tokio::select! {
-            o = checker.check(&cfg.nodes[node], &cfg.health) => o,
+            o = checker.check(&cfg.nodes[node].name, agent, &cfg.health) => o,
             _ = shutdown.changed() => return,
         };
         if shared.events.send(Event::Check { node, outcome }).is_err() {

@@ -10,12 +10,13 @@
 //! [`interpret`] is the pure part (status + body → outcome); [`Checker`]
 //! does the IO with pingora's own HTTP client.
 
-use crate::config::{HealthCheck, NodeConfig};
+use crate::config::HealthCheck;
 use crate::failover::Observation;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Result of one check, ready for the state machine and the metrics.
@@ -108,11 +109,27 @@ impl Checker {
         }
     }
 
-    /// One check of `node`, bounded by `hc.timeout` as a whole.
-    pub async fn check(&self, node: &NodeConfig, hc: &HealthCheck) -> CheckOutcome {
-        let fut = self.exchange(node, hc);
+    /// One check of the node called `name` through its agent at `agent`
+    /// (`None`: its host name is not resolved), bounded by `hc.timeout`.
+    pub async fn check(
+        &self,
+        name: &str,
+        agent: Option<SocketAddr>,
+        hc: &HealthCheck,
+    ) -> CheckOutcome {
+        let Some(agent) = agent else {
+            return CheckOutcome {
+                observation: Observation::CheckFailed {
+                    reason: "the agent's host name is not resolved".into(),
+                },
+                result: "error",
+                agent_state: None,
+                version: None,
+            };
+        };
+        let fut = self.exchange(agent, hc);
         match tokio::time::timeout(hc.timeout, fut).await {
-            Ok(Ok((status, body))) => interpret(status, &body, &node.name),
+            Ok(Ok((status, body))) => interpret(status, &body, name),
             Ok(Err(e)) => CheckOutcome {
                 observation: Observation::CheckFailed {
                     reason: describe(e.etype()),
@@ -137,16 +154,16 @@ impl Checker {
 
     async fn exchange(
         &self,
-        node: &NodeConfig,
+        agent: SocketAddr,
         hc: &HealthCheck,
     ) -> pingora::Result<(u16, Vec<u8>)> {
-        let mut peer = HttpPeer::new(node.agent, false, String::new());
+        let mut peer = HttpPeer::new(agent, false, String::new());
         peer.options.connection_timeout = Some(hc.timeout);
         peer.options.read_timeout = Some(hc.timeout);
         peer.options.write_timeout = Some(hc.timeout);
         let (mut session, _) = self.connector.get_http_session(&peer).await?;
         let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)?;
-        req.insert_header("Host", node.agent.to_string())?;
+        req.insert_header("Host", agent.to_string())?;
         req.insert_header("User-Agent", "twinport-gateway")?;
         req.insert_header("Connection", "close")?;
         session.write_request_header(Box::new(req)).await?;

@@ -9,6 +9,7 @@
 //! | [`audit`] | the admin API's append-only audit log |
 //! | [`reload`] | config reload from the API, SIGHUP or a file change |
 //! | [`config`] | YAML file → validated runtime configuration |
+//! | [`dns`] | node host names resolved with hickory, re-resolved on TTL |
 //! | [`failover`] | node health, roles and failover: a pure state machine |
 //! | [`health`] | active readiness checks against each node-agent |
 //! | [`controller`] | owns the state machine, publishes routing snapshots |
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod controller;
+pub mod dns;
 pub mod failover;
 pub mod health;
 pub mod metrics;

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub passive_failures: IntCounterVec,
     pub sessions_cut: IntCounterVec,
+    pub dns_resolutions: IntCounterVec,
 }
 
 /// Latency buckets from 1 ms to 30 s: the interesting range for a portal.
@@ -112,6 +113,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "twinport_sessions_cut_total",
         "Upstream connections cut because their node was declared down",
         &["node"]
+    )
+    .expect("metric registers once"),
+    dns_resolutions: register_int_counter_vec!(
+        "twinport_dns_resolutions_total",
+        "Lookups of node host names, by node and result (ok, failed)",
+        &["node", "result"]
     )
     .expect("metric registers once"),
 }

@@ -14,10 +14,31 @@ use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// The addresses a node's targets resolve to right now (`None`: a host
+/// name not resolved yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resolved {
+    pub address: Option<SocketAddr>,
+    pub agent: Option<SocketAddr>,
+}
+
+impl Resolved {
+    /// What needs no DNS: the targets that are addresses already.
+    pub fn from_config(node: &NodeConfig) -> Self {
+        Resolved {
+            address: node.address.ip(),
+            agent: node.agent.ip(),
+        }
+    }
+}
+
 pub struct NodeRuntime {
     pub index: usize,
     pub name: String,
-    pub address: SocketAddr,
+    /// Where requests go; `None` while its host name is unresolved (the
+    /// node then fails its checks and is never picked).
+    pub address: Option<SocketAddr>,
+    pub agent: Option<SocketAddr>,
     /// Cloned for every attempt; already carries the timeouts.
     pub peer: HttpPeer,
     pub requests: [IntCounter; 5],
@@ -36,9 +57,13 @@ impl NodeRuntime {
         node: &NodeConfig,
         config: &GatewayConfig,
         sessions: Option<Arc<SessionTable>>,
+        resolved: Resolved,
     ) -> Self {
         let m = metrics();
-        let mut peer = HttpPeer::new(node.address, false, String::new());
+        let target = resolved
+            .address
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], node.address.port())));
+        let mut peer = HttpPeer::new(target, false, String::new());
         let t = &config.timeouts;
         peer.options.connection_timeout = Some(t.connect);
         peer.options.total_connection_timeout = Some(t.connect);
@@ -49,7 +74,8 @@ impl NodeRuntime {
         NodeRuntime {
             index,
             name: node.name.clone(),
-            address: node.address,
+            address: resolved.address,
+            agent: resolved.agent,
             peer,
             requests: CODE_CLASSES.map(|c| m.requests.with_label_values(&[name, c])),
             duration: m.request_duration.with_label_values(&[name]),

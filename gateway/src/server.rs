@@ -8,6 +8,7 @@ use crate::admin;
 use crate::audit::AuditLog;
 use crate::config::GatewayConfig;
 use crate::controller::{run_checker, Controller, Event, Shared};
+use crate::dns;
 use crate::health::Checker;
 use crate::metrics::MetricsApp;
 use crate::proxy::Gateway;
@@ -52,7 +53,7 @@ pub struct ProcessOptions {
 /// Runs the health checkers, the controller, config reloads and the admin
 /// API inside pingora's lifecycle.
 struct ControlPlane {
-    parts: Mutex<Option<(Controller, mpsc::UnboundedReceiver<Event>)>>,
+    parts: Mutex<Option<(Controller, mpsc::UnboundedReceiver<Event>, dns::Cache)>>,
     shared: Arc<Shared>,
     reloader: Arc<Reloader>,
     audit: Option<Arc<AuditLog>>,
@@ -62,9 +63,11 @@ struct ControlPlane {
 #[async_trait]
 impl BackgroundService for ControlPlane {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let Some((controller, events)) = self.parts.lock().ok().and_then(|mut p| p.take()) else {
+        let Some((controller, events, names)) = self.parts.lock().ok().and_then(|mut p| p.take())
+        else {
             return;
         };
+        tokio::spawn(dns::run(self.shared.clone(), names, shutdown.clone()));
         let checker = Arc::new(Checker::new());
         for node in 0..2 {
             tokio::spawn(run_checker(
@@ -164,7 +167,17 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(controller.initial_checks(&Checker::new()));
+    let mut names = dns::Cache::default();
+    rt.block_on(async {
+        let resolved = names.refresh(&dns::resolver(&config.dns), &config).await;
+        for (node, resolved) in resolved.into_iter().enumerate() {
+            controller.apply(
+                Event::Resolved { node, resolved },
+                tokio::time::Instant::now(),
+            );
+        }
+        controller.initial_checks(&Checker::new()).await
+    });
     drop(rt);
     let c = controller.cluster();
     info!(
@@ -219,7 +232,7 @@ pub fn run(
     };
     let shared_for_phase = shared.clone();
     let control = ControlPlane {
-        parts: Mutex::new(Some((controller, events))),
+        parts: Mutex::new(Some((controller, events, names))),
         reloader: Arc::new(Reloader::new(shared.clone(), config.clone())),
         shared,
         audit,

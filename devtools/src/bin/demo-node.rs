@@ -7,7 +7,7 @@
 //! Application routes: `GET /` (a page), `GET /whoami` (the node name),
 //! `GET /slow?ms=N`, `GET /status/{code}`, `POST /record?id=X&ms=N` (appends
 //! `X` to the journal file before answering after `ms`). Every answer
-//! carries `X-Twinport-Node`.
+//! carries `X-Twinport-Node` and `X-Twinport-Version`.
 //! Agent routes: `GET /ready`, `GET /live`, `POST /_demo/state/{state}`.
 #![forbid(unsafe_code)]
 
@@ -168,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
         journal,
     });
     let header = HeaderValue::from_str(&args.name)?;
+    let version = HeaderValue::from_str(&args.version)?;
     let mut app = Router::new()
         .route("/", get(index))
         .route("/whoami", get(whoami))
@@ -175,9 +176,10 @@ async fn main() -> anyhow::Result<()> {
         .route("/status/{code}", get(status))
         .route("/record", post(record))
         .layer(axum::middleware::map_response(move |mut r: Response| {
-            let header = header.clone();
+            let (header, version) = (header.clone(), version.clone());
             async move {
                 r.headers_mut().insert("x-twinport-node", header);
+                r.headers_mut().insert("x-twinport-version", version);
                 r
             }
         }));

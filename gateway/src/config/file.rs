@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub server: FileServer,
     #[serde(default)]
     pub admin: Option<FileAdmin>,
+    #[serde(default)]
+    pub dns: FileDns,
     /// Watch this file and reload it when it changes (default true).
     #[serde(default)]
     pub watch_config: Option<bool>,
@@ -94,10 +96,11 @@ pub struct FileHttps {
 pub struct FileNode {
     /// Short name used in logs, metrics and the admin API (`a`, `b`).
     pub name: String,
-    /// The portal application, `ip:port`.
+    /// The portal application, `ip:port` or `host:port` (resolved by DNS
+    /// and re-resolved when the record's TTL runs out).
     pub address: String,
-    /// The node-agent answering the readiness protocol, `ip:port`.
-    /// Defaults to the application address.
+    /// The node-agent answering the readiness protocol, `ip:port` or
+    /// `host:port`. Defaults to the application address.
     #[serde(default)]
     pub agent: Option<String>,
     /// Relative share of traffic in active-active (1..=1000, default 100).
@@ -198,4 +201,20 @@ pub struct FileServer {
     pub pid_file: Option<String>,
     #[serde(default)]
     pub upgrade_socket: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDns {
+    /// Name servers, `ip:port`; default: the system's (/etc/resolv.conf).
+    #[serde(default)]
+    pub servers: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Re-resolve no sooner than this, whatever the record's TTL.
+    #[serde(default, with = "humantime_serde")]
+    pub min_ttl: Option<Duration>,
+    /// Re-resolve at least this often.
+    #[serde(default, with = "humantime_serde")]
+    pub max_ttl: Option<Duration>,
 }

@@ -43,6 +43,7 @@ pub struct GatewayConfig {
     pub server: ServerSettings,
     pub admin: Option<Admin>,
     pub watch_config: bool,
+    pub dns: Dns,
 }
 
 #[derive(Debug, Clone)]
@@ -100,9 +101,77 @@ pub struct HttpsListener {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     pub name: String,
-    pub address: SocketAddr,
-    pub agent: SocketAddr,
+    pub address: Target,
+    pub agent: Target,
     pub weight: u32,
+}
+
+/// Where a node's application or agent is: an address, or a host name
+/// that DNS resolves (see `crate::dns`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Ip(SocketAddr),
+    Host { name: String, port: u16 },
+}
+
+impl Target {
+    /// The address, when it needs no resolution.
+    pub fn ip(&self) -> Option<SocketAddr> {
+        match self {
+            Target::Ip(a) => Some(*a),
+            Target::Host { .. } => None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Target::Ip(a) => a.port(),
+            Target::Host { port, .. } => *port,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Target> {
+        if let Ok(a) = s.parse() {
+            return Some(Target::Ip(a));
+        }
+        let (host, port) = s.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        let host = host.trim_end_matches('.');
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(label_ok)
+            && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        (valid && port != 0).then(|| Target::Host {
+            name: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Ip(a) => write!(f, "{a}"),
+            Target::Host { name, port } => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
+/// How host names of nodes are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// Empty: the system's resolver configuration.
+    pub servers: Vec<SocketAddr>,
+    pub timeout: Duration,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +256,9 @@ pub mod defaults {
     pub const WRITE: Duration = Duration::from_secs(60);
     pub const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
     pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+    pub const DNS_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DNS_MIN_TTL: Duration = Duration::from_secs(1);
+    pub const DNS_MAX_TTL: Duration = Duration::from_secs(300);
     pub const WEIGHT: u32 = 100;
     pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
     pub const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -218,6 +290,17 @@ impl Errors {
                 None
             }
         }
+    }
+
+    fn target(&mut self, field: &str, value: &str) -> Option<Target> {
+        let t = Target::parse(value);
+        if t.is_none() {
+            self.push(
+                field,
+                format!("`{value}` is not an address of the form ip:port or host:port (for example 10.0.0.11:8080 or portal-a.example:8080)"),
+            );
+        }
+        t
     }
 
     fn range_u32(&mut self, field: &str, v: Option<u32>, default: u32, min: u32, max: u32) -> u32 {
@@ -356,10 +439,10 @@ impl GatewayConfig {
                     format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", n.name),
                 );
             }
-            let address = e.addr(&at("address"), &n.address);
+            let address = e.target(&at("address"), &n.address);
             let agent = match &n.agent {
-                Some(a) => e.addr(&at("agent"), a),
-                None => address,
+                Some(a) => e.target(&at("agent"), a),
+                None => address.clone(),
             };
             let weight = e.range_u32(&at("weight"), n.weight, defaults::WEIGHT, 1, 1000);
             if let (Some(address), Some(agent)) = (address, agent) {
@@ -495,6 +578,22 @@ impl GatewayConfig {
                 Duration::ZERO,
             ),
         };
+        let dns = Dns {
+            servers: f
+                .dns
+                .servers
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, a)| e.addr(&format!("dns.servers[{i}]"), a))
+                .collect(),
+            timeout: e.duration("dns.timeout", f.dns.timeout, defaults::DNS_TIMEOUT, MS),
+            min_ttl: e.duration("dns.min_ttl", f.dns.min_ttl, defaults::DNS_MIN_TTL, MS),
+            max_ttl: e.duration("dns.max_ttl", f.dns.max_ttl, defaults::DNS_MAX_TTL, MS),
+        };
+        if dns.max_ttl < dns.min_ttl {
+            e.push("dns.max_ttl", "must not be shorter than dns.min_ttl");
+        }
         let unavailable = Unavailable {
             retry_after: e.duration(
                 "unavailable.retry_after",
@@ -575,6 +674,7 @@ impl GatewayConfig {
             server,
             admin,
             watch_config: f.watch_config.unwrap_or(true),
+            dns,
         })
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub struct Node {
     pub name: String,
+    pub version: String,
     pub app: SocketAddr,
     pub agent: SocketAddr,
     pub journal: PathBuf,
@@ -21,13 +22,26 @@ pub struct Node {
 
 impl Node {
     pub fn start(dir: &TempDir, name: &str) -> Node {
+        Node::start_at(dir, name, free_addr(), free_addr(), "1.0.0")
+    }
+
+    /// A node on given addresses reporting `version`.
+    pub fn start_at(
+        dir: &TempDir,
+        name: &str,
+        app: SocketAddr,
+        agent: SocketAddr,
+        version: &str,
+    ) -> Node {
+        let tag = format!("{name}-{}", app.ip());
         let mut n = Node {
             name: name.to_string(),
-            app: free_addr(),
-            agent: free_addr(),
-            journal: dir.path().join(format!("journal-{name}.txt")),
+            app,
+            agent,
+            version: version.to_string(),
+            journal: dir.path().join(format!("journal-{tag}.txt")),
             proc: None,
-            log: dir.path().join(format!("node-{name}.log")),
+            log: dir.path().join(format!("node-{tag}.log")),
         };
         n.restart();
         n
@@ -39,6 +53,7 @@ impl Node {
         cmd.args(["--name", &self.name])
             .args(["--listen", &self.app.to_string()])
             .args(["--agent-listen", &self.agent.to_string()])
+            .args(["--version", &self.version])
             .arg("--journal")
             .arg(&self.journal);
         self.proc = Some(Proc::spawn(
@@ -117,11 +132,29 @@ pub struct Gateway {
     pub proc: Proc,
     pub log: PathBuf,
     /// The nodes as the config names them: (name, app, agent).
-    pub nodes: [(String, SocketAddr, SocketAddr); 2],
+    pub nodes: [(String, String, String); 2],
 }
 
 impl Gateway {
     pub fn start(dir: &TempDir, nodes: &[&Node; 2], o: &GwOpts) -> Gateway {
+        let targets = [0, 1].map(|i| {
+            (
+                nodes[i].name.clone(),
+                nodes[i].app.to_string(),
+                nodes[i].agent.to_string(),
+            )
+        });
+        Gateway::start_with(dir, targets, o, "")
+    }
+
+    /// Starts the gateway with nodes given as (name, address, agent)
+    /// strings (host names allowed) and `extra` top-level YAML.
+    pub fn start_with(
+        dir: &TempDir,
+        targets: [(String, String, String); 2],
+        o: &GwOpts,
+        extra: &str,
+    ) -> Gateway {
         let http = free_addr();
         let metrics = free_addr();
         let admin = free_addr();
@@ -156,9 +189,9 @@ impl Gateway {
             // Replaced below once the config is written.
             proc: Proc::spawn("true", Command::new("true"), None),
             log,
-            nodes: [0, 1].map(|i| (nodes[i].name.clone(), nodes[i].app, nodes[i].agent)),
+            nodes: targets,
         };
-        gw.write_config(o, "");
+        gw.write_config(o, extra);
         gw.proc = Proc::spawn("gateway", cmd, Some(&gw.log));
         assert!(
             wait_for_port(http, Duration::from_secs(15)),
@@ -292,6 +325,8 @@ pub struct Outcome {
     pub ok: bool,
     pub status: u16,
     pub node: String,
+    /// `X-Twinport-Version` of the answer (which demo node, when two share a name).
+    pub version: String,
     pub latency: Duration,
     pub error: String,
     pub at: Instant,
@@ -318,36 +353,7 @@ pub async fn load(
                 .expect("client");
             let mut out = Vec::new();
             while Instant::now() < end && out.len() < max_per_worker {
-                let at = Instant::now();
-                let r = client.get(&url).send().await;
-                let o = match r {
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        let node = resp
-                            .headers()
-                            .get("x-twinport-node")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let body = resp.text().await;
-                        Outcome {
-                            ok: status == 200 && body.is_ok(),
-                            status,
-                            node,
-                            latency: at.elapsed(),
-                            error: body.err().map(|e| e.to_string()).unwrap_or_default(),
-                            at,
-                        }
-                    }
-                    Err(e) => Outcome {
-                        ok: false,
-                        status: 0,
-                        node: String::new(),
-                        latency: at.elapsed(),
-                        error: format!("{e:?}"),
-                        at,
-                    },
-                };
+                let o = send(client.get(&url)).await;
                 out.push(o);
             }
             out
@@ -415,41 +421,13 @@ pub async fn load_mixed_until(
                 && out.len() < max_per_worker
                 && !stop.load(Ordering::Relaxed)
             {
-                let at = Instant::now();
                 let req = if i % 2 == 0 {
                     client.get(format!("{base}/whoami"))
                 } else {
                     client.post(format!("{base}/record?id=w{w}-{i}")).body("x")
                 };
                 i += 1;
-                let o = match req.send().await {
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        let node = resp
-                            .headers()
-                            .get("x-twinport-node")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let body = resp.bytes().await;
-                        Outcome {
-                            ok: status == 200 && body.is_ok(),
-                            status,
-                            node,
-                            latency: at.elapsed(),
-                            error: body.err().map(|e| e.to_string()).unwrap_or_default(),
-                            at,
-                        }
-                    }
-                    Err(e) => Outcome {
-                        ok: false,
-                        status: 0,
-                        node: String::new(),
-                        latency: at.elapsed(),
-                        error: format!("{e:?}"),
-                        at,
-                    },
-                };
+                let o = send(req).await;
                 out.push(o);
             }
             out
@@ -460,4 +438,41 @@ pub async fn load_mixed_until(
         all.extend(h.await.expect("worker"));
     }
     all
+}
+
+/// Sends one request and records how it went.
+pub async fn send(req: reqwest::RequestBuilder) -> Outcome {
+    let at = Instant::now();
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let header = |k: &str| {
+                resp.headers()
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (node, version) = (header("x-twinport-node"), header("x-twinport-version"));
+            let body = resp.bytes().await;
+            Outcome {
+                ok: status == 200 && body.is_ok(),
+                status,
+                node,
+                version,
+                latency: at.elapsed(),
+                error: body.err().map(|e| format!("{e:?}")).unwrap_or_default(),
+                at,
+            }
+        }
+        Err(e) => Outcome {
+            ok: false,
+            status: 0,
+            node: String::new(),
+            version: String::new(),
+            latency: at.elapsed(),
+            error: format!("{e:?}"),
+            at,
+        },
+    }
 }
