@@ -73,10 +73,13 @@ async fn binary_upgrade_under_load_refuses_no_connection() {
     // process stops after pingora's 5 s hand-over window, a connection it
     // had just accepted and whose request it had not read yet is closed
     // (pingora-proxy drops it at shutdown), and that one request fails
-    // with an incomplete message. Everything else must succeed.
+    // with an incomplete message, or a reset when the request bytes had
+    // already arrived unread. Everything else must succeed.
     let failed: Vec<_> = out.iter().filter(|o| !o.ok).collect();
     assert!(
-        failed.iter().all(|o| o.error.contains("IncompleteMessage")),
+        failed
+            .iter()
+            .all(|o| o.error.contains("IncompleteMessage") || o.error.contains("ConnectionReset")),
         "only requests on connections dropped at the old process's stop may fail: {}",
         summary(&out)
     );
