@@ -98,6 +98,8 @@ impl Drop for Attempt {
 
 pub struct RequestCtx {
     started: Instant,
+    /// Attempts made so far.
+    attempts: u32,
     /// Bit set of node ids already tried.
     tried: u8,
     attempt: Option<Attempt>,
@@ -123,6 +125,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            attempts: 0,
             tried: 0,
             attempt: None,
             node: None,
@@ -153,6 +156,7 @@ impl ProxyHttp for Gateway {
         }
         let node = snap.nodes[n].clone();
         ctx.tried |= 1 << n;
+        ctx.attempts += 1;
         // Replacing the previous attempt ends it (in flight -1).
         ctx.attempt = Some(Attempt::new(node.clone()));
         let peer = Box::new(node.peer.clone());
@@ -210,7 +214,8 @@ impl ProxyHttp for Gateway {
             ctx.retry_reason = Some(kind);
         }
         // Nothing reached the node: any method may go to the twin.
-        e.set_retry(true);
+        let max = self.shared.snapshot.load().config.retries.max_attempts;
+        e.set_retry(ctx.attempts < max);
         e
     }
 
@@ -313,7 +318,10 @@ impl ProxyHttp for Gateway {
                 "protocol_error"
             }
         };
-        let replayable = session.req_header().method.is_idempotent()
+        let policy = snap.config.retries;
+        let replayable = policy.idempotent
+            && ctx.attempts < policy.max_attempts
+            && session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
             && !ctx.response_started;
         e.set_retry(replayable);

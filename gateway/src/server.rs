@@ -25,10 +25,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::info;
 
-/// Attempts per request: the first node, its twin, and one more on the
-/// same node when a kept-alive connection turned out to be closed.
-const MAX_ATTEMPTS: usize = 3;
-
 /// Pingora's settings, derived from ours.
 pub fn server_conf(c: &GatewayConfig) -> ServerConf {
     ServerConf {
@@ -37,7 +33,7 @@ pub fn server_conf(c: &GatewayConfig) -> ServerConf {
         graceful_shutdown_timeout_seconds: Some(c.server.graceful_shutdown_timeout.as_secs()),
         pid_file: c.server.pid_file.display().to_string(),
         upgrade_sock: c.server.upgrade_socket.display().to_string(),
-        max_retries: MAX_ATTEMPTS,
+        max_retries: crate::config::MAX_ATTEMPTS as usize,
         ..ServerConf::default()
     }
 }

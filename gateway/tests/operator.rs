@@ -508,3 +508,35 @@ async fn twinctl_drives_the_admin_api_with_clear_errors_and_exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_retry_policy_changes_live_by_reload() {
+    let dir = TempDir::new("retrypolicy");
+    let mut a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    // Slow active checks, so that only the proxy sees a's crash.
+    let slow_checks = "watch_config: false\nhealth_check:\n  interval: 30s\n  timeout: 1s\n";
+    let targets = [0, 1].map(|i| {
+        let n = [&a, &b][i];
+        (n.name.clone(), n.app.to_string(), n.agent.to_string())
+    });
+    let gw = Gateway::start_with(&dir, targets, &GwOpts::default(), slow_checks);
+    gw.write_config(
+        &GwOpts::default(),
+        &format!("{slow_checks}retries:\n  max_attempts: 1\n"),
+    );
+    let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    a.crash();
+    // No retry allowed: the request that finds a dead is answered 502...
+    let r = reqwest::get(gw.url("/whoami")).await.unwrap();
+    assert_eq!(r.status(), 502);
+    // ...and the refused connection took a out at once: the next one is b's.
+    let r = reqwest::get(gw.url("/whoami")).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "b");
+    assert_eq!(
+        gw.metric(r#"twinport_retries_total{reason="connect_refused"}"#)
+            .await,
+        None
+    );
+}

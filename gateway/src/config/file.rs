@@ -37,6 +37,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub timeouts: FileTimeouts,
     #[serde(default)]
+    pub retries: FileRetries,
+    #[serde(default)]
     pub unavailable: FileUnavailable,
     #[serde(default)]
     pub server: FileServer,
@@ -217,4 +219,20 @@ pub struct FileDns {
     /// Re-resolve at least this often.
     #[serde(default, with = "humantime_serde")]
     pub max_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetries {
+    /// Attempts per request, the first included (1 to 3, default 3: the
+    /// first node, its twin, and once more on a kept-alive connection that
+    /// turned out to be closed). 1 turns retries off.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Retry idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) whose
+    /// node failed before answering (default true). Requests that could
+    /// not connect are retried whatever this says; a POST that reached a
+    /// node never is.
+    #[serde(default)]
+    pub idempotent: Option<bool>,
 }

@@ -39,6 +39,7 @@ pub struct GatewayConfig {
     pub failback: Failback,
     pub flap: FlapDamping,
     pub timeouts: Timeouts,
+    pub retries: Retries,
     pub unavailable: Unavailable,
     pub server: ServerSettings,
     pub admin: Option<Admin>,
@@ -220,6 +221,16 @@ pub struct Timeouts {
     pub write: Duration,
     pub upstream_idle: Duration,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    pub max_attempts: u32,
+    pub idempotent: bool,
+}
+
+/// The most attempts a request can get (pingora's `max_retries`, fixed at
+/// start; `retries.max_attempts` lowers it at run time).
+pub const MAX_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable {
@@ -578,6 +589,16 @@ impl GatewayConfig {
                 Duration::ZERO,
             ),
         };
+        let retries = Retries {
+            max_attempts: e.range_u32(
+                "retries.max_attempts",
+                f.retries.max_attempts,
+                MAX_ATTEMPTS,
+                1,
+                MAX_ATTEMPTS,
+            ),
+            idempotent: f.retries.idempotent.unwrap_or(true),
+        };
         let dns = Dns {
             servers: f
                 .dns
@@ -670,6 +691,7 @@ impl GatewayConfig {
             failback,
             flap,
             timeouts,
+            retries,
             unavailable,
             server,
             admin,
