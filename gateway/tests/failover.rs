@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use devtools::TempDir;
 use std::time::{Duration, Instant};
 
 fn share_of(outcomes: &[Outcome], node: &str) -> f64 {
@@ -13,9 +12,7 @@ fn share_of(outcomes: &[Outcome], node: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn active_standby_sends_every_request_to_the_primary() {
-    let dir = TempDir::new("as");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("as");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let out = load(gw.url("/whoami"), 4, Duration::from_secs(30), 100).await;
     assert_eq!(out.len(), 400);
@@ -43,9 +40,7 @@ async fn active_standby_sends_every_request_to_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn active_active_splits_by_weight_within_five_percent() {
-    let dir = TempDir::new("aa");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("aa");
     let opts = GwOpts {
         mode: "active-active",
         weights: [70, 30],
@@ -69,9 +64,7 @@ async fn active_active_splits_by_weight_within_five_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_primary_under_load_fails_no_request() {
-    let dir = TempDir::new("kill");
-    let mut a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, mut a, b) = twins("kill");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let load = tokio::spawn(load(
         gw.url("/whoami"),
@@ -123,9 +116,7 @@ async fn kill_9_of_the_primary_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigstop_of_the_primary_is_detected_in_time_and_no_get_fails() {
-    let dir = TempDir::new("stop");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("stop");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     // 20 connections of slow-ish GETs: some are always in flight on a.
     let load = tokio::spawn(load(
@@ -212,9 +203,7 @@ async fn fail_primary_and_bring_it_back(gw: &Gateway, a: &mut Node) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn non_preemptive_failback_keeps_traffic_on_the_new_primary() {
-    let dir = TempDir::new("nopreempt");
-    let mut a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, mut a, b) = twins("nopreempt");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     fail_primary_and_bring_it_back(&gw, &mut a).await;
     // Well past any hold-down a preemptive setup would use here.
@@ -234,9 +223,7 @@ async fn non_preemptive_failback_keeps_traffic_on_the_new_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn preemptive_failback_returns_after_the_hold_down() {
-    let dir = TempDir::new("preempt");
-    let mut a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, mut a, b) = twins("preempt");
     let opts = GwOpts {
         preempt: true,
         hold_down: "1500ms",
@@ -291,9 +278,7 @@ async fn preemptive_failback_returns_after_the_hold_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn both_nodes_down_answers_503_with_retry_after_in_html_or_json() {
-    let dir = TempDir::new("bothdown");
-    let mut a = Node::start(&dir, "a");
-    let mut b = Node::start(&dir, "b");
+    let (dir, mut a, mut b) = twins("bothdown");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     a.crash();
     b.crash();
@@ -344,9 +329,7 @@ async fn both_nodes_down_answers_503_with_retry_after_in_html_or_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_post_whose_node_dies_after_receiving_it_is_not_replayed() {
-    let dir = TempDir::new("post");
-    let mut a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, mut a, b) = twins("post");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let client = reqwest::Client::new();
     let post = tokio::spawn(
@@ -376,9 +359,7 @@ async fn a_post_whose_node_dies_after_receiving_it_is_not_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consecutive_5xx_answers_eject_the_node_and_checks_bring_it_back() {
-    let dir = TempDir::new("5xx");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("5xx");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let client = reqwest::Client::new();
     // 5xx answers are passed through, not retried...

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use devtools::TempDir;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,9 +21,7 @@ fn node_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drain_lets_slow_requests_finish_and_sends_new_ones_to_the_twin() {
-    let dir = TempDir::new("drain");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("drain");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     // Ten slow requests (2 s) in flight on a.
     let client = reqwest::Client::new();
@@ -95,9 +92,7 @@ fn futures_lite_status_inflight(gw: &Gateway, node: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switchover_under_load_fails_no_request_and_is_refused_onto_a_sick_node() {
-    let dir = TempDir::new("switch");
-    let a = Node::start(&dir, "a");
-    let mut b = Node::start(&dir, "b");
+    let (dir, a, mut b) = twins("switch");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let load = tokio::spawn(load_mixed(
         gw.url(""),
@@ -155,9 +150,7 @@ async fn switchover_under_load_fails_no_request_and_is_refused_onto_a_sick_node(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
-    let dir = TempDir::new("reloads");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("reloads");
     let one = GwOpts::default();
     let two = GwOpts {
         mode: "active-active",
@@ -240,9 +233,7 @@ async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_admin_call_without_the_token_gets_401_changes_nothing_and_is_audited() {
-    let dir = TempDir::new("auth");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("auth");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let client = reqwest::Client::new();
     let calls = [
@@ -299,9 +290,7 @@ async fn every_admin_call_without_the_token_gets_401_changes_nothing_and_is_audi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_agent_reporting_draining_takes_the_node_out_like_an_operator_drain() {
-    let dir = TempDir::new("agentdrain");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("agentdrain");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let r = reqwest::Client::new()
         .post(format!("http://{}/_demo/state/draining", a.agent))
@@ -337,9 +326,7 @@ async fn a_node_agent_reporting_draining_takes_the_node_out_like_an_operator_dra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sighup_and_a_file_change_reload_the_config() {
-    let dir = TempDir::new("hup");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("hup");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let aa = GwOpts {
         mode: "active-active",
@@ -389,9 +376,7 @@ async fn sighup_and_a_file_change_reload_the_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn certificate_rotation_by_reload_serves_new_handshakes_and_keeps_open_connections() {
-    let dir = TempDir::new("rotate");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("rotate");
     let opts = GwOpts {
         https: true,
         ..GwOpts::default()
@@ -449,9 +434,7 @@ fn twinctl(gw: &Gateway, token: Option<&str>, args: &[&str]) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twinctl_drives_the_admin_api_with_clear_errors_and_exit_codes() {
-    let dir = TempDir::new("twinctl");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("twinctl");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let t = Some(gw.token.as_str());
 
@@ -511,9 +494,7 @@ async fn twinctl_drives_the_admin_api_with_clear_errors_and_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_retry_policy_changes_live_by_reload() {
-    let dir = TempDir::new("retrypolicy");
-    let mut a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, mut a, b) = twins("retrypolicy");
     // Slow active checks, so that only the proxy sees a's crash.
     let slow_checks = "watch_config: false\nhealth_check:\n  interval: 30s\n  timeout: 1s\n";
     let targets = [0, 1].map(|i| {

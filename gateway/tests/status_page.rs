@@ -148,9 +148,7 @@ async fn wait_for_text(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_status_page_shows_the_new_primary_during_a_failover_without_a_reload() {
-    let dir = TempDir::new("page");
-    let mut a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, mut a, b) = twins("page");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let browser = Browser::start(&dir).await;
     browser

@@ -27,9 +27,7 @@ fn tls_client(gw: &Gateway, http1_only: bool, tls12_only: bool) -> reqwest::Clie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_http2_and_http1_and_tls12() {
-    let dir = TempDir::new("tls");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("tls");
     let opts = GwOpts {
         https: true,
         ..GwOpts::default()
@@ -86,9 +84,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_gets_a_4xx_and_the_gateway_keeps_serving() {
-    let dir = TempDir::new("badhttp");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("badhttp");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     for garbage in [
         &b"THIS IS NOT HTTP\r\n\r\n"[..],

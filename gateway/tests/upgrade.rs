@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use devtools::{bin, Proc, TempDir};
+use devtools::{bin, Proc};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,9 +17,7 @@ fn read_pid(path: &std::path::Path) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binary_upgrade_under_load_refuses_no_connection() {
-    let dir = TempDir::new("upgrade");
-    let a = Node::start(&dir, "a");
-    let b = Node::start(&dir, "b");
+    let (dir, a, b) = twins("upgrade");
     let mut old = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
     let pid_file = dir.path().join("gateway.pid");
     assert!(devtools::eventually(Duration::from_secs(5), || read_pid(

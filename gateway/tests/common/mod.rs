@@ -10,6 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A temp dir and twin nodes `a` and `b` in it.
+pub fn twins(tag: &str) -> (TempDir, Node, Node) {
+    let dir = TempDir::new(tag);
+    let a = Node::start(&dir, "a");
+    let b = Node::start(&dir, "b");
+    (dir, a, b)
+}
+
 pub struct Node {
     pub name: String,
     pub version: String,
@@ -341,20 +349,53 @@ pub async fn load(
     duration: Duration,
     max_per_worker: usize,
 ) -> Vec<Outcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    run_workers(
+        workers,
+        duration,
+        max_per_worker,
+        stop,
+        false,
+        move |c, _, _| c.get(&url),
+    )
+    .await
+}
+
+/// Runs `workers` loops of requests made by `make(client, worker, i)` until
+/// `duration` has passed, `stop` is set, or each loop has sent
+/// `max_per_worker`. Each worker has its own client; with
+/// `fresh_connections`, odd workers open a new connection per request.
+pub async fn run_workers<F>(
+    workers: usize,
+    duration: Duration,
+    max_per_worker: usize,
+    stop: Arc<AtomicBool>,
+    fresh_connections: bool,
+    make: F,
+) -> Vec<Outcome>
+where
+    F: Fn(&reqwest::Client, usize, usize) -> reqwest::RequestBuilder + Clone + Send + 'static,
+{
     let end = Instant::now() + duration;
     let mut handles = Vec::new();
-    for _ in 0..workers {
-        let url = url.clone();
+    for w in 0..workers {
+        let (stop, make) = (stop.clone(), make.clone());
         handles.push(tokio::spawn(async move {
             let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
+                .pool_max_idle_per_host(if fresh_connections && w % 2 == 1 {
+                    0
+                } else {
+                    1
+                })
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client");
             let mut out = Vec::new();
-            while Instant::now() < end && out.len() < max_per_worker {
-                let o = send(client.get(&url)).await;
-                out.push(o);
+            while Instant::now() < end
+                && out.len() < max_per_worker
+                && !stop.load(Ordering::Relaxed)
+            {
+                out.push(send(make(&client, w, out.len())).await);
             }
             out
         }));
@@ -399,45 +440,21 @@ pub async fn load_mixed_until(
     stop: Arc<AtomicBool>,
     fresh_connections: bool,
 ) -> Vec<Outcome> {
-    let end = Instant::now() + duration;
-    let mut handles = Vec::new();
-    for w in 0..workers {
-        let base = base.clone();
-        let stop = stop.clone();
-        handles.push(tokio::spawn(async move {
-            // Odd workers open a new connection for every request.
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(if fresh_connections && w % 2 == 1 {
-                    0
-                } else {
-                    1
-                })
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client");
-            let mut out = Vec::new();
-            let mut i = 0usize;
-            while Instant::now() < end
-                && out.len() < max_per_worker
-                && !stop.load(Ordering::Relaxed)
-            {
-                let req = if i % 2 == 0 {
-                    client.get(format!("{base}/whoami"))
-                } else {
-                    client.post(format!("{base}/record?id=w{w}-{i}")).body("x")
-                };
-                i += 1;
-                let o = send(req).await;
-                out.push(o);
+    run_workers(
+        workers,
+        duration,
+        max_per_worker,
+        stop,
+        fresh_connections,
+        move |c, w, i| {
+            if i % 2 == 0 {
+                c.get(format!("{base}/whoami"))
+            } else {
+                c.post(format!("{base}/record?id=w{w}-{i}")).body("x")
             }
-            out
-        }));
-    }
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.await.expect("worker"));
-    }
-    all
+        },
+    )
+    .await
 }
 
 /// Sends one request and records how it went.
