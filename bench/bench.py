@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""Twinport gateway vs HAProxy vs nginx, on this machine, in one run.
+
+Every proxy fronts the same two demo-node backends as an active-standby pair
+with health checks (nginx OSS has no active checks: passive only), with one
+worker thread, then two. Targets are measured in alternation (A/B/A/B) so
+that drift of the machine hits all of them alike; the table shows medians.
+Only loopback addresses are used; every load is bounded in time.
+"""
+import json, os, platform, re, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import http.client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+QUICK = "--quick" in sys.argv
+ROUNDS = 1 if QUICK else 2
+DURATION = 3 if QUICK else 4
+CONNS = 50
+TRIALS = 5 if QUICK else 20
+TMP = tempfile.mkdtemp(prefix="twinport-bench-")
+procs = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=15.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def spawn(cmd, log, **kw):
+    p = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, **kw)
+    procs.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGCONT)
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / tick
+
+
+def memory_kib(pid, key):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------- backends
+
+class Backend:
+    def __init__(self, name):
+        self.name, self.port = name, free_port()
+        self.start()
+
+    def start(self):
+        self.proc = spawn([f"{BIN}/demo-node", "--name", self.name, "--listen", f"127.0.0.1:{self.port}"],
+                          f"{TMP}/node-{self.name}.log", env={**os.environ, "RUST_LOG": "warn"})
+        wait_port(self.port)
+
+
+# ---------------------------------------------------------------- proxies
+
+def cert():
+    subprocess.run([f"{BIN}/devcert", f"{TMP}/tls", "localhost", "127.0.0.1"], check=True, capture_output=True)
+    c, k = f"{TMP}/tls/cert.pem", f"{TMP}/tls/key.pem"
+    with open(f"{TMP}/tls/combined.pem", "w") as f:
+        f.write(open(c).read() + open(k).read())
+    return c, k
+
+
+class Proxy:
+    """A started proxy with a plain and a TLS port."""
+
+    def __init__(self, kind, a, b, threads, tls, settle=0.5):
+        self.kind, self.threads = kind, threads
+        self.http, self.https = free_port(), free_port()
+        cert_file, key_file = tls
+        d = f"{TMP}/{kind}-{threads}-{self.http}"
+        os.makedirs(d)
+        if kind == "twinport":
+            conf = f"""listeners:
+  http: 127.0.0.1:{self.http}
+  https: {{address: 127.0.0.1:{self.https}, certificate: {cert_file}, key: {key_file}}}
+  metrics: 127.0.0.1:{free_port()}
+mode: active-standby
+nodes:
+  - {{name: a, address: 127.0.0.1:{a.port}}}
+  - {{name: b, address: 127.0.0.1:{b.port}}}
+watch_config: false
+server: {{threads: {threads}, grace_period: 0s, graceful_shutdown_timeout: 1s, pid_file: {d}/gw.pid, upgrade_socket: {d}/up.sock}}
+"""
+            open(f"{d}/gateway.yaml", "w").write(conf)
+            cmd = [f"{BIN}/gateway", "--config", f"{d}/gateway.yaml"]
+            env = {**os.environ, "RUST_LOG": "warn"}
+        elif kind == "haproxy":
+            conf = f"""global
+  nbthread {threads}
+  maxconn 8000
+  tune.ssl.default-dh-param 2048
+defaults
+  mode http
+  timeout connect 500ms
+  timeout client 60s
+  timeout server 60s
+  retries 3
+  option redispatch
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:{self.http}
+  bind 127.0.0.1:{self.https} ssl crt {TMP}/tls/combined.pem alpn h2,http/1.1
+  default_backend twins
+backend twins
+  option httpchk GET /ready
+  http-reuse always
+  server a 127.0.0.1:{a.port} check inter 250 fall 2 rise 3
+  server b 127.0.0.1:{b.port} check inter 250 fall 2 rise 3 backup
+"""
+            open(f"{d}/haproxy.cfg", "w").write(conf)
+            cmd = ["haproxy", "-db", "-f", f"{d}/haproxy.cfg"]
+            env = None
+        else:
+            conf = f"""worker_processes {threads};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream twins {{
+    server 127.0.0.1:{a.port} max_fails=1 fail_timeout=10s;
+    server 127.0.0.1:{b.port} backup;
+    keepalive 64;
+  }}
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{self.http};
+    listen 127.0.0.1:{self.https} ssl http2;
+    ssl_certificate {cert_file};
+    ssl_certificate_key {key_file};
+    location / {{
+      proxy_pass http://twins;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout;
+      proxy_connect_timeout 500ms;
+    }}
+  }}
+}}
+"""
+            open(f"{d}/nginx.conf", "w").write(conf)
+            cmd = ["nginx", "-c", f"{d}/nginx.conf", "-p", d]
+            env = None
+        self.proc = spawn(cmd, f"{d}/out.log", env=env)
+        wait_port(self.http)
+        wait_port(self.https)
+        # Let health checks settle and the backend answer through the proxy.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.http, timeout=1)
+                c.request("GET", "/whoami")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        time.sleep(settle)
+        self.idle_kib = memory_kib(self.proc.pid, "VmRSS")
+
+    def close(self):
+        stop(self.proc)
+
+
+class Direct:
+    kind, threads = "direct", 0
+
+    def __init__(self, a):
+        self.http, self.https, self.proc, self.idle_kib = a.port, None, a.proc, memory_kib(a.proc.pid, "VmRSS")
+
+
+# ---------------------------------------------------------------- load
+
+WRK_SCRIPT = f"{TMP}/report.lua"
+open(WRK_SCRIPT, "w").write("""
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout))
+end
+""")
+
+
+def wrk(url, conns=CONNS, close=False, seconds=DURATION):
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s", WRK_SCRIPT]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    if not m:
+        raise RuntimeError(f"wrk said: {out}")
+    n, dur_us, p50, p99, p999, errors = map(int, m.groups())
+    return {"rps": n / (dur_us / 1e6), "requests": n, "p50": p50 / 1000, "p99": p99 / 1000, "p999": p999 / 1000, "errors": errors}
+
+
+def h2load(port, seconds=DURATION):
+    cmd = ["h2load", "-D", str(seconds), "-c", "10", "-m", "10", "-t", "1", f"https://127.0.0.1:{port}/whoami"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    if not rps or not done:
+        raise RuntimeError(f"h2load said: {out}")
+    m = mean.group(1) if mean else "?"
+    mean_ms = float(m[:-2]) if m.endswith("ms") else float(m[:-2]) / 1000 if m.endswith("us") else float("nan")
+    return {"rps": float(rps.group(1)), "requests": int(done.group(2)), "mean": mean_ms, "errors": int(done.group(3))}
+
+
+def measure(target, fn):
+    c0 = cpu_seconds(target.proc.pid)
+    r = fn()
+    r["cpu_per_100k"] = (cpu_seconds(target.proc.pid) - c0) / max(r["requests"], 1) * 100_000
+    r["peak_kib"] = memory_kib(target.proc.pid, "VmHWM")
+    return r
+
+
+def med(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
+# ---------------------------------------------------------------- failover
+
+def failover_trial(kind, how, tls):
+    """Time from the primary's death to the first success from the twin."""
+    a, b = Backend("a"), Backend("b")
+    p = Proxy(kind, a, b, 1, tls, settle=0.1)
+    results, stop_flag = [], threading.Event()
+
+    def one():
+        t0 = time.time()
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", p.http, timeout=10)
+            c.request("GET", "/whoami")
+            r = c.getresponse()
+            results.append((t0, time.time(), r.status, r.read().decode()))
+        except OSError:
+            results.append((t0, time.time(), 0, ""))
+
+    def launcher():
+        # A new request every 5 ms, each on its own connection and thread,
+        # so a request stuck on the hung node never delays the next probe.
+        while not stop_flag.is_set():
+            threading.Thread(target=one, daemon=True).start()
+            time.sleep(0.005)
+
+    probe = threading.Thread(target=launcher)
+    probe.start()
+    time.sleep(0.4)
+    killed = time.time()
+    if how == "crash":
+        os.killpg(a.proc.pid, signal.SIGKILL)
+    else:
+        os.killpg(a.proc.pid, signal.SIGSTOP)
+    time.sleep(1.6)
+    stop_flag.set()
+    probe.join()
+    # Requests still stuck on the hung node count as failed below.
+    time.sleep(0.2)
+    p.close()
+    stop(a.proc)
+    stop(b.proc)
+    twin = [end - killed for (_, end, status, body) in results if status == 200 and body == "b" and end > killed]
+    failed = sum(1 for (_, end, status, _) in results if status != 200 and end > killed)
+    return (min(twin) if twin else float("inf")), failed
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(x, nd=0):
+    return "–" if x is None else f"{x:,.{nd}f}"
+
+
+def main():
+    tls = cert()
+    a, b = Backend("a"), Backend("b")
+    lines = []
+    say = lambda s="": (print(s, flush=True), lines.append(s))
+    started = time.time()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    say(f"# Twinport benchmark\n\n`bench/run{' --quick' if QUICK else ''}` on {os.cpu_count()} cores ({cpu}), "
+        f"{platform.system()} {platform.release()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"Backend: two `demo-node` processes (release); load: wrk, 2 threads, {CONNS} connections, {DURATION} s per run, "
+        f"{ROUNDS} alternating rounds (medians). Backend, proxy and load generator share the same cores.\n")
+
+    plain = {}
+    for threads in (1, 2):
+        targets = [Direct(a)] + [Proxy(k, a, b, threads, tls) for k in ("twinport", "haproxy", "nginx")]
+        rows = {t.kind: [] for t in targets}
+        https_rows = {t.kind: {"ka": [], "new": [], "h2": []} for t in targets[1:]}
+        for _ in range(ROUNDS):
+            for t in targets:
+                rows[t.kind].append(measure(t, lambda: wrk(f"http://127.0.0.1:{t.http}/whoami")))
+            if threads == 1:
+                for t in targets[1:]:
+                    https_rows[t.kind]["ka"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami")))
+                    https_rows[t.kind]["new"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami", conns=20, close=True)))
+                    https_rows[t.kind]["h2"].append(measure(t, lambda: h2load(t.https)))
+        plain[threads] = rows
+        base = med(rows["haproxy"], "rps")
+        say(f"## Plain HTTP keep-alive, {threads} worker thread{'s' if threads > 1 else ''}\n")
+        say("| target | req/s | × HAProxy | p50 ms | p99 ms | p99.9 ms | CPU s / 100k req | RSS idle MiB | RSS peak MiB | errors |")
+        say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for t in targets:
+            r = rows[t.kind]
+            say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, 'p50'):.2f} | {med(r, 'p99'):.2f} | "
+                f"{med(r, 'p999'):.2f} | {med(r, 'cpu_per_100k'):.2f} | {t.idle_kib / 1024:.1f} | {max(x['peak_kib'] for x in r) / 1024:.1f} | "
+                f"{sum(x['errors'] for x in r)} |")
+        say()
+        if threads == 1:
+            for key, title, cols in (("ka", "HTTPS keep-alive (HTTP/1.1), 1 thread", "p99"),
+                                     ("new", "HTTPS, new TLS handshake per request (20 connections), 1 thread", "p99"),
+                                     ("h2", "HTTP/2 over TLS (h2load, 10 connections × 10 streams), 1 thread", "mean")):
+                base = med(https_rows["haproxy"][key], "rps")
+                say(f"## {title}\n")
+                say(f"| target | req/s | × HAProxy | {cols} ms | CPU s / 100k req | errors |")
+                say("|---|---:|---:|---:|---:|---:|")
+                for t in targets[1:]:
+                    r = https_rows[t.kind][key]
+                    say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, cols):.2f} | "
+                        f"{med(r, 'cpu_per_100k'):.2f} | {sum(x['errors'] for x in r)} |")
+                say()
+        for t in targets[1:]:
+            t.close()
+
+    say(f"## Failover: primary's death to the first answer from the twin ({TRIALS} trials each)\n")
+    say("A probe request every 5 ms, each on a new connection, none waiting for another; 'failed' counts answers "
+        "other than 200 within the 1.6 s after the fault (requests still hanging then are not counted). HAProxy: `inter 250 fall 2 rise 3`, "
+        "`retries 3`, `option redispatch`. Twinport: defaults (interval 250 ms, timeout 250 ms, fall 2).\n")
+    say("| proxy | fault | median ms | max ms | failed requests (all trials) |")
+    say("|---|---|---:|---:|---:|")
+    stop(a.proc)
+    stop(b.proc)
+    for kind in ("twinport", "haproxy"):
+        for how in ("crash", "hang"):
+            times, failed = [], 0
+            for _ in range(TRIALS):
+                t, f = failover_trial(kind, how, tls)
+                times.append(t * 1000)
+                failed += f
+            say(f"| {kind} | {'kill -9' if how == 'crash' else 'SIGSTOP'} | {statistics.median(times):.0f} | {max(times):.0f} | {failed} |")
+    say()
+    say(f"Run took {time.time() - started:.0f} s.")
+    if not QUICK:
+        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in procs:
+            stop(p)
