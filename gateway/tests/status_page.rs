@@ -11,6 +11,17 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// One WebDriver call: POST a JSON body, the JSON answer.
+async fn post_json(client: &reqwest::Client, url: String, body: &Value) -> Value {
+    let r = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("chromedriver answers");
+    r.json().await.expect("chromedriver answers JSON")
+}
+
 struct Browser {
     base: String,
     session: String,
@@ -51,15 +62,7 @@ impl Browser {
                          format!("--user-data-dir={}", profile.display())]
             }
         }}});
-        let v: Value = client
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = post_json(&client, format!("{base}/session"), &caps).await;
         let session = v["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {v}"))
@@ -74,17 +77,7 @@ impl Browser {
 
     async fn cmd(&self, path: &str, body: Value) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
-        let v: Value = self
-            .client
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["value"].clone()
+        post_json(&self.client, url, &body).await["value"].clone()
     }
 
     async fn go(&self, url: &str) {
