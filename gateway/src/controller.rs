@@ -490,6 +490,10 @@ impl Controller {
                 } => {
                     let from = from.map(|n| self.name(n)).unwrap_or_else(|| "none".into());
                     let to_name = to.map(|n| self.name(n)).unwrap_or_else(|| "none".into());
+                    metrics()
+                        .role_changes
+                        .with_label_values(&[cause.as_str()])
+                        .inc();
                     if *failover {
                         metrics()
                             .failovers

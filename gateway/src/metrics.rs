@@ -28,6 +28,7 @@ pub struct Metrics {
     pub passive_failures: IntCounterVec,
     pub sessions_cut: IntCounterVec,
     pub dns_resolutions: IntCounterVec,
+    pub role_changes: IntCounterVec,
 }
 
 /// Latency buckets from 1 ms to 30 s: the interesting range for a portal.
@@ -119,6 +120,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "twinport_dns_resolutions_total",
         "Lookups of node host names, by node and result (ok, failed)",
         &["node", "result"]
+    )
+    .expect("metric registers once"),
+    role_changes: register_int_counter_vec!(
+        "twinport_role_changes_total",
+        "Every change of the active-standby primary, planned or not, by cause",
+        &["reason"]
     )
     .expect("metric registers once"),
 }

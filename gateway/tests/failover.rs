@@ -274,6 +274,17 @@ async fn preemptive_failback_returns_after_the_hold_down() {
         None
     );
     assert!(gw.log_text().contains("failback"));
+    // Every role change is counted, planned ones under their own cause.
+    assert_eq!(
+        gw.metric(r#"twinport_role_changes_total{reason="failback"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        gw.metric(r#"twinport_role_changes_total{reason="initial"}"#)
+            .await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

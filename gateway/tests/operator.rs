@@ -107,6 +107,11 @@ async fn switchover_under_load_fails_no_request_and_is_refused_onto_a_sick_node(
         .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["primary"], "b");
+    assert_eq!(
+        gw.metric(r#"twinport_role_changes_total{reason="operator"}"#)
+            .await,
+        Some(1.0)
+    );
     let out = load.await.unwrap();
     assert!(out.iter().all(|o| o.ok), "{}", summary(&out));
     assert!(out
