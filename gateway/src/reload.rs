@@ -56,13 +56,9 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) -> Result<ReloadReport, ReloadError> {
         let mut last_seen = self.last_seen.lock().await;
         let path = self.shared.config_path.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path);
-            let parsed = config::load(&path);
-            (bytes.ok(), parsed)
-        })
-        .await
-        .map_err(|_| ControlError::Stopped)?;
+        let read = tokio::task::spawn_blocking(move || config::load_with_bytes(&path))
+            .await
+            .map_err(|_| ControlError::Stopped)?;
         *last_seen = read.0;
         let new = match read.1 {
             Ok(c) => c,

@@ -69,11 +69,32 @@ fn list(errors: &[FieldError]) -> String {
 
 /// Reads, parses and validates the gateway file at `path`.
 pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    parse(path, &text)
+    load_with_bytes(path).1
+}
+
+/// Like [`load`], and also returns the bytes that were read (`None` if the
+/// file could not be read), so that a caller watching the file compares
+/// against exactly what was validated.
+pub fn load_with_bytes(path: &Path) -> (Option<Vec<u8>>, Result<GatewayConfig, ConfigError>) {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let parsed = match std::str::from_utf8(&bytes) {
+                Ok(text) => parse(path, text),
+                Err(e) => Err(ConfigError::Parse {
+                    file: path.to_path_buf(),
+                    message: format!("the file is not UTF-8 text: {e}"),
+                }),
+            };
+            (Some(bytes), parsed)
+        }
+        Err(source) => (
+            None,
+            Err(ConfigError::Read {
+                file: path.to_path_buf(),
+                source,
+            }),
+        ),
+    }
 }
 
 /// Parses and validates `text` as if it had been read from `path` (relative
