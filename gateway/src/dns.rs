@@ -24,6 +24,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+/// Whether any node is given by host name (else there is nothing to resolve).
+pub fn has_hosts(config: &GatewayConfig) -> bool {
+    config
+        .nodes
+        .iter()
+        .any(|n| matches!(n.address, Target::Host { .. }) || matches!(n.agent, Target::Host { .. }))
+}
+
 /// Builds a resolver for `dns`: its servers, or the system's.
 pub fn resolver(dns: &Dns) -> TokioResolver {
     let (config, mut opts) = if dns.servers.is_empty() {
@@ -171,10 +179,7 @@ pub async fn run(
     loop {
         let snap = shared.snapshot.load_full();
         let config = &snap.config;
-        let has_hosts = config.nodes.iter().any(|n| {
-            matches!(n.address, Target::Host { .. }) || matches!(n.agent, Target::Host { .. })
-        });
-        if has_hosts {
+        if has_hosts(config) {
             if settings.as_ref().is_none_or(|(d, _)| *d != config.dns) {
                 settings = Some((config.dns.clone(), resolver(&config.dns)));
             }

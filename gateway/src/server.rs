@@ -165,12 +165,14 @@ pub fn run(
         .build()?;
     let mut names = dns::Cache::default();
     rt.block_on(async {
-        let resolved = names.refresh(&dns::resolver(&config.dns), &config).await;
-        for (node, resolved) in resolved.into_iter().enumerate() {
-            controller.apply(
-                Event::Resolved { node, resolved },
-                tokio::time::Instant::now(),
-            );
+        if dns::has_hosts(&config) {
+            let resolved = names.refresh(&dns::resolver(&config.dns), &config).await;
+            for (node, resolved) in resolved.into_iter().enumerate() {
+                controller.apply(
+                    Event::Resolved { node, resolved },
+                    tokio::time::Instant::now(),
+                );
+            }
         }
         controller.initial_checks(&Checker::new()).await
     });
