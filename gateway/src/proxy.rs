@@ -259,17 +259,17 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // A connection whose node is being drained (or has left service) is
         // closed after this response, so the client reconnects and is
-        // balanced afresh.
-        if let Some(n) = &ctx.node {
-            if !self.shared.snapshot.load().order.contains(&n.index) {
-                session.set_keepalive(None);
-            }
-        }
-        if self
+        // balanced afresh; so is every connection while this process hands
+        // over to a new one.
+        let leaving = self
             .shared
             .leaving
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let node_out = ctx
+            .node
+            .as_ref()
+            .is_some_and(|n| !self.shared.snapshot.load().order.contains(&n.index));
+        if leaving || node_out {
             session.set_keepalive(None);
         }
         Ok(())
@@ -373,8 +373,10 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         }
+        // The connection is not reused after an error: say so, or a client
+        // would send its next request on a socket about to be closed.
+        session.set_keepalive(None);
         if code < 500 {
-            session.set_keepalive(None);
             let _ = session.respond_error(code).await;
             return FailToProxy {
                 error_code: code,
@@ -399,9 +401,6 @@ impl ProxyHttp for Gateway {
                 .max(1)
         });
         let (header, body) = unavailable::build(code, html, retry_after);
-        // The connection is not reused after an error: say so, or a client
-        // would send its next request on a socket about to be closed.
-        session.set_keepalive(None);
         let head_only = session.req_header().method == http::Method::HEAD;
         let written = async {
             session
