@@ -9,13 +9,12 @@
 //! The listener is bound with `SO_REUSEPORT` so that during a binary
 //! upgrade the new gateway can open it while the old one still runs.
 
-use crate::audit::AuditLog;
 use crate::config::ConfigError;
 use crate::controller::{ControlError, Shared};
 use crate::failover::{AdminState, SwitchoverError};
 use crate::reload::{ReloadError, Reloader};
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
+use twinport_ops::audit::AuditLog;
 
 #[derive(Clone)]
 pub struct AdminApp {
@@ -79,14 +78,6 @@ fn action_name(req: &Request) -> String {
     format!("{} {}", req.method(), req.uri().path())
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let (scheme, token) = v.split_at(v.iter().position(|&b| b == b' ')?);
-    scheme
-        .eq_ignore_ascii_case(b"bearer")
-        .then(|| token.trim_ascii())
-}
-
 /// The status page's static files: no data in them, so no token needed
 /// (the page asks for the token and sends it with every data call).
 const PAGE_FILES: [&str; 3] = ["/", "/status.js", "/status.css"];
@@ -109,10 +100,11 @@ async fn authorize(
         .admin
         .as_ref()
         .map(|a| a.token.clone());
-    let ok = match (expected, bearer(req.headers())) {
-        (Some(want), Some(got)) => bool::from(want.ct_eq(got)),
-        _ => false,
-    };
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let ok = expected.is_some_and(|want| twinport_ops::token::authorized(&want, authorization));
     if !ok {
         st.audit.record(caller, &action, "unauthorized", 401);
         let mut r = error(

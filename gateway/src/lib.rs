@@ -6,7 +6,6 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`admin`] | the admin API: status, drain, switchover, reload (axum) |
-//! | [`audit`] | the admin API's append-only audit log |
 //! | [`reload`] | config reload from the API, SIGHUP or a file change |
 //! | [`config`] | YAML file → validated runtime configuration |
 //! | [`dns`] | node host names resolved with hickory, re-resolved on TTL |
@@ -22,13 +21,15 @@
 //! | [`tls`] | certificate loading and the live certificate resolver |
 //! | [`server`] | assembles the pingora server from the configuration |
 //!
+//! The config file mechanics, bearer tokens and the audit log are shared
+//! with the node-agent in the `twinport-ops` crate.
+//!
 //! See ARCHITECTURE.md at the repository root for the request path and
 //! the failover state diagram.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod audit;
 pub mod config;
 pub mod controller;
 pub mod dns;

@@ -1,9 +1,10 @@
 //! `gateway --config FILE`: Twinport's front gateway.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use twinport_ops::logging::{self, LogFormat};
 
 /// mimalloc instead of glibc's malloc: the request path allocates small,
 /// short-lived buffers on several threads, where glibc's arenas spent about
@@ -34,21 +35,9 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    logging::init(args.log_format);
 
     let config = match gateway::config::load(&args.config) {
         Ok(c) => c,

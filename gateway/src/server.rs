@@ -5,7 +5,6 @@
 //! budget fixed to what two twins need.
 
 use crate::admin;
-use crate::audit::AuditLog;
 use crate::config::GatewayConfig;
 use crate::controller::{run_checker, Controller, Event, Shared};
 use crate::dns;
@@ -24,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::info;
+use twinport_ops::audit::AuditLog;
 
 /// Pingora's settings, derived from ours.
 pub fn server_conf(c: &GatewayConfig) -> ServerConf {

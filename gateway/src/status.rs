@@ -6,7 +6,6 @@
 
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::time::SystemTime;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -62,10 +61,7 @@ pub struct TransitionRecord {
     pub reason: String,
 }
 
-/// RFC 3339 time with milliseconds, UTC.
-pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
+pub use twinport_ops::timestamp;
 
 /// A bounded log of recent records, newest first.
 #[derive(Debug, Clone)]

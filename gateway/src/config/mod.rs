@@ -11,61 +11,12 @@
 //! fields are already `SocketAddr`s, `Duration`s and enums.
 
 pub mod file;
-pub mod locate;
 mod runtime;
 
 pub use runtime::*;
+pub use twinport_ops::config::{ConfigError, FieldError};
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-
-/// One problem with one field of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// Dotted path of the field, such as `nodes[1].address`.
-    pub field: String,
-    pub message: String,
-    /// Line of the field in the file (or of its nearest parent that is
-    /// there), when known.
-    pub line: Option<usize>,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{} (line {l}): {}", self.field, self.message),
-            None => write!(f, "{}: {}", self.field, self.message),
-        }
-    }
-}
-
-/// Why a configuration file was refused. Every variant names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read the file: {source}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The YAML is malformed or a field has the wrong type or name; the
-    /// message from serde_yaml carries the field path and the line.
-    #[error("{file}: {message}")]
-    Parse { file: PathBuf, message: String },
-    #[error("{file}: invalid configuration:\n{}", list(.errors))]
-    Invalid {
-        file: PathBuf,
-        errors: Vec<FieldError>,
-    },
-}
-
-fn list(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("  - {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use std::path::Path;
 
 /// Reads, parses and validates the gateway file at `path`.
 pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
@@ -76,45 +27,13 @@ pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
 /// file could not be read), so that a caller watching the file compares
 /// against exactly what was validated.
 pub fn load_with_bytes(path: &Path) -> (Option<Vec<u8>>, Result<GatewayConfig, ConfigError>) {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let parsed = match std::str::from_utf8(&bytes) {
-                Ok(text) => parse(path, text),
-                Err(e) => Err(ConfigError::Parse {
-                    file: path.to_path_buf(),
-                    message: format!("the file is not UTF-8 text: {e}"),
-                }),
-            };
-            (Some(bytes), parsed)
-        }
-        Err(source) => (
-            None,
-            Err(ConfigError::Read {
-                file: path.to_path_buf(),
-                source,
-            }),
-        ),
-    }
+    twinport_ops::config::load_with_bytes(path, parse)
 }
 
 /// Parses and validates `text` as if it had been read from `path` (relative
 /// file names in it are resolved against `path`'s directory).
 pub fn parse(path: &Path, text: &str) -> Result<GatewayConfig, ConfigError> {
-    let file: file::FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    GatewayConfig::from_file(file, base).map_err(|mut errors| {
-        let lines = locate::field_lines(text);
-        for e in &mut errors {
-            e.line = locate::line_of(&lines, &e.field);
-        }
-        ConfigError::Invalid {
-            file: path.to_path_buf(),
-            errors,
-        }
-    })
+    twinport_ops::config::parse(path, text, GatewayConfig::from_file)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use twinport_ops::config::{resolve, Errors};
+use twinport_ops::token::read_token;
 
 /// How traffic is spread over the twins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,80 +279,16 @@ pub mod defaults {
     pub const UPGRADE_SOCKET: &str = "/run/twinport/gateway-upgrade.sock";
 }
 
-/// Collects every error of one file instead of stopping at the first.
-#[derive(Default)]
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-            line: None,
-        });
+/// `value` as a node address: `ip:port` or `host:port`.
+fn target(e: &mut Errors, field: &str, value: &str) -> Option<Target> {
+    let t = Target::parse(value);
+    if t.is_none() {
+        e.push(
+            field,
+            format!("`{value}` is not an address of the form ip:port or host:port (for example 10.0.0.11:8080 or portal-a.example:8080)"),
+        );
     }
-
-    fn addr(&mut self, field: &str, value: &str) -> Option<SocketAddr> {
-        match value.parse() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.push(
-                    field,
-                    format!("`{value}` is not an address of the form ip:port (for example 127.0.0.1:8080)"),
-                );
-                None
-            }
-        }
-    }
-
-    fn target(&mut self, field: &str, value: &str) -> Option<Target> {
-        let t = Target::parse(value);
-        if t.is_none() {
-            self.push(
-                field,
-                format!("`{value}` is not an address of the form ip:port or host:port (for example 10.0.0.11:8080 or portal-a.example:8080)"),
-            );
-        }
-        t
-    }
-
-    fn range_u32(&mut self, field: &str, v: Option<u32>, default: u32, min: u32, max: u32) -> u32 {
-        let v = v.unwrap_or(default);
-        if v < min || v > max {
-            self.push(field, format!("{v} is out of range ({min} to {max})"));
-        }
-        v
-    }
-
-    fn duration(
-        &mut self,
-        field: &str,
-        v: Option<Duration>,
-        default: Duration,
-        min: Duration,
-    ) -> Duration {
-        let v = v.unwrap_or(default);
-        if v < min {
-            self.push(
-                field,
-                format!(
-                    "{} is too short (at least {})",
-                    humantime::format_duration(v),
-                    humantime::format_duration(min)
-                ),
-            );
-        }
-        v
-    }
-}
-
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+    t
 }
 
 fn valid_name(n: &str) -> bool {
@@ -450,9 +388,9 @@ impl GatewayConfig {
                     format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", n.name),
                 );
             }
-            let address = e.target(&at("address"), &n.address);
+            let address = target(&mut e, &at("address"), &n.address);
             let agent = match &n.agent {
-                Some(a) => e.target(&at("agent"), a),
+                Some(a) => target(&mut e, &at("agent"), a),
                 None => address.clone(),
             };
             let weight = e.range_u32(&at("weight"), n.weight, defaults::WEIGHT, 1, 1000);
@@ -699,28 +637,4 @@ impl GatewayConfig {
             dns,
         })
     }
-}
-
-/// Reads a bearer token file: one line, at least 16 characters, not
-/// readable by other users.
-fn read_token(path: &Path) -> Result<Arc<[u8]>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o004 != 0 {
-        return Err(format!(
-            "{} is readable by every user; chmod o-r it (for example chmod 600)",
-            path.display()
-        ));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let token = text.trim();
-    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{} must hold one token of at least 16 characters without spaces",
-            path.display()
-        ));
-    }
-    Ok(Arc::from(token.as_bytes()))
 }

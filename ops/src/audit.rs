@@ -1,11 +1,12 @@
-//! The admin API's audit trail: one JSON line per call, appended and
+//! The audit trail of control calls: one JSON line per call, appended and
 //! flushed to disk before the call answers, so it survives restarts and
-//! crashes.
+//! crashes. The gateway's admin API and the node-agent's control API both
+//! write one.
 
 use serde::Serialize;
+use std::fmt::Display;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -48,9 +49,9 @@ impl AuditLog {
 
     /// Appends one entry and syncs it. A failure to write is logged, not
     /// hidden: the call itself has already happened.
-    pub fn record(&self, caller: SocketAddr, action: &str, result: &str, status: u16) {
+    pub fn record(&self, caller: impl Display, action: &str, result: &str, status: u16) {
         let entry = Entry {
-            time: crate::status::timestamp(SystemTime::now()),
+            time: crate::timestamp(SystemTime::now()),
             caller: caller.to_string(),
             action,
             result,
@@ -71,6 +72,7 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn entries_are_appended_across_reopens() {

@@ -1,0 +1,24 @@
+//! What every Twinport daemon (gateway, node-agent, ticketing) shows its
+//! operators in the same way:
+//!
+//! - [`config`]: a YAML file read into typed serde structs, then validated
+//!   into runtime types with every error collected and named by file, line
+//!   and field ([`config::FieldError`], [`config::ConfigError`]);
+//! - [`token`]: bearer-token files (refused when world-readable) and the
+//!   constant-time check of an `Authorization` header;
+//! - [`audit`]: the append-only JSON-lines audit log of control calls;
+//! - [`timestamp`]: the one time format of logs, status and audit.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod locate;
+pub mod logging;
+pub mod token;
+
+use std::time::SystemTime;
+
+/// RFC 3339 time with milliseconds, UTC.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
