@@ -1,0 +1,118 @@
+//! `node-agent --config FILE`: one per portal node.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use twinport_ops::logging::{self, LogFormat};
+
+/// Exit code for a configuration that cannot be used (EX_USAGE).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "node-agent",
+    version,
+    about = "Twinport node-agent: readiness, drain, supervision and upgrades of one portal node"
+)]
+struct Args {
+    /// The agent's YAML configuration.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Check the configuration, print the result and exit.
+    #[arg(long)]
+    check: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install a release and make it current (first deployment, agent stopped).
+    Install {
+        /// An executable or a directory.
+        #[arg(long)]
+        release: PathBuf,
+        #[arg(long)]
+        version: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(args.log_format);
+    let config = match node_agent::config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("node-agent: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if args.check {
+        println!("{}: configuration is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let result = match args.command {
+        Some(Cmd::Install { release, version }) => install(&config, &release, &version),
+        None => run(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("node-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn install(
+    config: &node_agent::config::AgentConfig,
+    release: &std::path::Path,
+    version: &str,
+) -> anyhow::Result<()> {
+    if std::net::TcpStream::connect(config.control.listen).is_ok() {
+        anyhow::bail!(
+            "an agent answers on {}: upgrade a running node through its control API (POST /v1/upgrade or twinctl rolling-upgrade)",
+            config.control.listen
+        );
+    }
+    let store = node_agent::release::Store::new(&config.state_dir);
+    let path = store.install(release, version)?;
+    store.switch(version)?;
+    println!(
+        "installed {version} in {} and made it current",
+        path.display()
+    );
+    Ok(())
+}
+
+fn run(config: node_agent::config::AgentConfig) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let readiness = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (listen): {e}", config.listen))?;
+        let control = tokio::net::TcpListener::bind(config.control.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (control.listen): {e}",
+                    config.control.listen
+                )
+            })?;
+        node_agent::serve(config, readiness, control, shutdown_signal()).await
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
