@@ -7,6 +7,8 @@
 //! twinctl maintenance NODE         no traffic, no failover onto it
 //! twinctl switchover NODE          planned move of the primary role
 //! twinctl reload                   re-read and apply the gateway's config file
+//! twinctl rolling-upgrade --release PATH --version V --agent a=URL --agent b=URL
+//!                                  upgrade both twins one at a time, under traffic
 //! ```
 //!
 //! The admin address comes from `--admin` or `TWINPORT_ADMIN` (default
@@ -16,6 +18,8 @@
 //! Exit codes: 0 done; 1 refused by the gateway (409, 422, ...); 2 bad
 //! usage; 3 gateway unreachable; 4 unauthorized; 5 unknown node.
 #![forbid(unsafe_code)]
+
+mod rolling;
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
@@ -62,10 +66,13 @@ enum Command {
     Switchover { node: String },
     /// Re-read the gateway's configuration file and apply it.
     Reload,
+    /// Upgrade both twins one at a time through their node-agents, under
+    /// traffic: move traffic away, drain, upgrade, verify, undrain.
+    RollingUpgrade(rolling::Args),
 }
 
 /// How a call ended, as an exit code.
-enum Failure {
+pub enum Failure {
     Refused(String),
     Unreachable(String),
     Unauthorized,
@@ -90,16 +97,20 @@ impl Failure {
     }
 }
 
+fn read_token_file(path: &std::path::Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })
+}
+
 fn token(cli: &Cli) -> Result<String, Failure> {
     if let Some(path) = &cli.token_file {
-        return std::fs::read_to_string(path)
-            .map(|t| t.trim().to_string())
-            .map_err(|e| {
-                Failure::Usage(format!(
-                    "cannot read the token file {}: {e}",
-                    path.display()
-                ))
-            });
+        return read_token_file(path);
     }
     std::env::var("TWINPORT_TOKEN").map_err(|_| {
         Failure::Usage(
@@ -108,57 +119,88 @@ fn token(cli: &Cli) -> Result<String, Failure> {
     })
 }
 
-fn call(cli: &Cli, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
-    let token = token(cli)?;
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Failure::Unreachable(e.to_string()))?;
-    let url = format!("{}{path}", cli.admin.trim_end_matches('/'));
-    let mut req = match method {
-        "GET" => client.get(&url),
-        _ => client.post(&url),
+/// One JSON API with a bearer token: the gateway's admin API or a
+/// node-agent's control API.
+pub struct Api {
+    base: String,
+    token: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Api {
+    fn new(base: &str, token: String) -> Result<Api, Failure> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure::Unreachable(e.to_string()))?;
+        Ok(Api {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            client,
+        })
     }
-    .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
+
+    fn gateway(cli: &Cli) -> Result<Api, Failure> {
+        Api::new(&cli.admin, token(cli)?)
     }
-    let resp = req
-        .send()
-        .map_err(|e| Failure::Unreachable(format!("{url}: {e}")))?;
-    let status = resp.status().as_u16();
-    let value: Value = resp.json().unwrap_or(Value::Null);
-    let message = || {
-        let m = value["message"]
-            .as_str()
-            .unwrap_or("no details")
-            .to_string();
-        match value["errors"].as_array() {
-            Some(errs) if !errs.is_empty() => errs
-                .iter()
-                .map(|e| {
-                    let line = e["line"]
-                        .as_u64()
-                        .map(|l| format!(" (line {l})"))
-                        .unwrap_or_default();
-                    format!(
-                        "\n  {}{line}: {}",
-                        e["field"].as_str().unwrap_or("?"),
-                        e["message"].as_str().unwrap_or("")
-                    )
-                })
-                .fold(
-                    format!("{}:", value["file"].as_str().unwrap_or("config")),
-                    |a, b| a + &b,
-                ),
-            _ => m,
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => self.client.get(&url),
+            _ => self.client.post(&url),
         }
-    };
-    match status {
-        200..=299 => Ok(value),
-        401 | 403 => Err(Failure::Unauthorized),
-        404 => Err(Failure::UnknownNode(message())),
-        _ => Err(Failure::Refused(format!("{status}: {}", message()))),
+        .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .map_err(|e| Failure::Unreachable(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let value: Value = resp.json().unwrap_or(Value::Null);
+        match status {
+            200..=299 => Ok(value),
+            401 | 403 => Err(Failure::Unauthorized),
+            404 => Err(Failure::UnknownNode(message(&value))),
+            _ => Err(Failure::Refused(format!("{status}: {}", message(&value)))),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call("GET", path, None)
+    }
+
+    fn post(&self, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+        self.call("POST", path, body)
+    }
+}
+
+/// The message of an error answer, with a config file's errors listed.
+fn message(value: &Value) -> String {
+    let m = value["message"]
+        .as_str()
+        .unwrap_or("no details")
+        .to_string();
+    match value["errors"].as_array() {
+        Some(errs) if !errs.is_empty() => errs
+            .iter()
+            .map(|e| {
+                let line = e["line"]
+                    .as_u64()
+                    .map(|l| format!(" (line {l})"))
+                    .unwrap_or_default();
+                format!(
+                    "\n  {}{line}: {}",
+                    e["field"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or("")
+                )
+            })
+            .fold(
+                format!("{}:", value["file"].as_str().unwrap_or("config")),
+                |a, b| a + &b,
+            ),
+        _ => m,
     }
 }
 
@@ -242,9 +284,13 @@ fn render_status(v: &Value) -> String {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    if let Command::RollingUpgrade(args) = &cli.command {
+        return rolling::run(&Api::gateway(cli)?, args);
+    }
+    let gw = Api::gateway(cli)?;
     match &cli.command {
         Command::Status { json } => {
-            let v = call(cli, "GET", "/v1/status", None)?;
+            let v = gw.get("/v1/status")?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
@@ -257,15 +303,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 Command::Undrain { .. } => "undrain",
                 _ => "maintenance",
             };
-            let v = call(cli, "POST", &format!("/v1/nodes/{node}/{action}"), None)?;
+            let v = gw.post(&format!("/v1/nodes/{node}/{action}"), None)?;
             println!("node {node}: admin state {}", s(&v["admin"]));
         }
         Command::Switchover { node } => {
-            let v = call(cli, "POST", "/v1/switchover", Some(json!({ "to": node })))?;
+            let v = gw.post("/v1/switchover", Some(json!({ "to": node })))?;
             println!("primary is now {}", s(&v["primary"]));
         }
+        Command::RollingUpgrade(_) => unreachable!("handled above"),
         Command::Reload => {
-            let v = call(cli, "POST", "/v1/config/reload", None)?;
+            let v = gw.post("/v1/config/reload", None)?;
             println!("configuration generation {} in force", s(&v["generation"]));
             for n in v["needs_upgrade"].as_array().into_iter().flatten() {
                 println!("  not yet in force: {}", s(n));
