@@ -58,6 +58,8 @@ pub struct Agent {
     inner: Mutex<Inner>,
     ready: ArcSwap<ReadyAnswer>,
     health: watch::Sender<Health>,
+    /// Raised with every probe reset, to run each probe at once.
+    probes_reset: watch::Sender<u64>,
     /// Taken by the one upgrade that may run at a time.
     pub upgrade_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -96,6 +98,7 @@ impl Agent {
                 body: Arc::from("{}"),
             }),
             health: watch::channel(Health::Unknown).0,
+            probes_reset: watch::channel(0).0,
             upgrade_lock: Arc::new(tokio::sync::Mutex::new(())),
             config,
         });
@@ -264,6 +267,7 @@ impl Agent {
             self.metrics.probe_up.with_label_values(&[&p.name]).set(0);
         }
         self.set_health(&mut inner, Health::Unknown, "probes restarted");
+        self.probes_reset.send_replace(inner.generation);
     }
 
     /// Waits until every probe passes; the last failing reason on timeout.
@@ -336,8 +340,14 @@ async fn probe_loop(agent: Arc<Agent>, index: usize) {
     let http = probe::http_client();
     let mut tick = tokio::time::interval(probe.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reset = agent.probes_reset.subscribe();
     loop {
-        tick.tick().await;
+        // On its interval, or at once after a reset (a new release must
+        // not wait a long interval, such as a disk probe's, to be checked).
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = reset.changed() => tick.reset(),
+        }
         let generation = agent.lock().generation;
         let (ok, detail) = match probe::run(&probe, &http).await {
             Ok(d) => (true, d),

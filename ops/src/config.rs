@@ -104,8 +104,12 @@ pub fn parse<F: DeserializeOwned, T>(
         file: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    validate(file, base).map_err(|mut errors| {
+    // Relative paths in the file are taken from the file's directory, made
+    // absolute: a daemon that changes directory (a supervised app's working
+    // directory, a daemonized gateway) still finds them.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    validate(file, &base).map_err(|mut errors| {
         let lines = locate::field_lines(text);
         for e in &mut errors {
             e.line = locate::line_of(&lines, &e.field);
