@@ -74,10 +74,6 @@ pub async fn serve(
         .await
 }
 
-fn action_name(req: &Request) -> String {
-    format!("{} {}", req.method(), req.uri().path())
-}
-
 /// The status page's static files: no data in them, so no token needed
 /// (the page asks for the token and sends it with every data call).
 const PAGE_FILES: [&str; 3] = ["/", "/status.js", "/status.css"];
@@ -91,7 +87,6 @@ async fn authorize(
     if req.method() == axum::http::Method::GET && PAGE_FILES.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let action = action_name(&req);
     let expected = st
         .shared
         .snapshot
@@ -100,34 +95,10 @@ async fn authorize(
         .admin
         .as_ref()
         .map(|a| a.token.clone());
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let ok = expected.is_some_and(|want| twinport_ops::token::authorized(&want, authorization));
-    if !ok {
-        st.audit.record(caller, &action, "unauthorized", 401);
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is needed",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return r;
-    }
-    let response = next.run(req).await;
-    let status = response.status();
-    let result = if status.is_success() { "ok" } else { "refused" };
-    st.audit.record(caller, &action, result, status.as_u16());
-    response
+    twinport_ops::http::authorize_and_audit(expected.as_deref(), &st.audit, caller, req, next).await
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({ "error": code, "message": message }))).into_response()
-}
+use twinport_ops::http::error;
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such admin call")

@@ -68,12 +68,8 @@ pub fn control_router(agent: St) -> Router {
         .with_state(agent)
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "message": message.into()})),
-    )
-        .into_response()
+fn error(status: StatusCode, code: &str, message: impl AsRef<str>) -> Response {
+    twinport_ops::http::error(status, code, message.as_ref())
 }
 
 async fn not_found() -> Response {
@@ -110,27 +106,14 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
-    let action = format!("{} {}", req.method(), req.uri().path());
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if !twinport_ops::token::authorized(&a.config.control.token, authorization) {
-        a.audit.record(caller, &action, "unauthorized", 401);
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is needed",
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
-    }
-    let response = next.run(req).await;
-    let status = response.status();
-    let result = if status.is_success() { "ok" } else { "refused" };
-    a.audit.record(caller, &action, result, status.as_u16());
-    response
+    twinport_ops::http::authorize_and_audit(
+        Some(&a.config.control.token),
+        &a.audit,
+        caller,
+        req,
+        next,
+    )
+    .await
 }
 
 async fn status(State(a): State<St>) -> Response {

@@ -416,6 +416,25 @@ mod tests {
         panic!("the app did not log `{text}` {n} times: {log}");
     }
 
+    /// A supervisor of `script` (run by sh) in a fresh directory named by
+    /// `tag`, with the app started as release 1.
+    async fn started(
+        tag: &str,
+        script: &str,
+    ) -> (PathBuf, Supervisor, watch::Receiver<AppStatus>, u32) {
+        let dir = std::env::temp_dir().join(format!("twinport-sup-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sup = Supervisor::spawn(process_app(&dir, script), "a".into(), dir.clone());
+        let mut st = sup.status();
+        let release = Release {
+            dir: dir.clone(),
+            version: "1".into(),
+        };
+        sup.start(release).await.unwrap();
+        let pid = wait_for(&mut st, |s| s.running).await.pid.unwrap();
+        (dir, sup, st, pid)
+    }
+
     async fn wait_for(
         rx: &mut watch::Receiver<AppStatus>,
         f: impl Fn(&AppStatus) -> bool,
@@ -429,19 +448,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_crashed_app_is_restarted_and_a_stopped_one_stays_stopped() {
-        let dir = std::env::temp_dir().join(format!("twinport-sup-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let app = process_app(&dir, "echo started $TWINPORT_VERSION; exec sleep 30");
-        let sup = Supervisor::spawn(app, "a".into(), dir.clone());
-        let mut st = sup.status();
-        sup.start(Release {
-            dir: dir.clone(),
-            version: "1".into(),
-        })
-        .await
-        .unwrap();
-        let first = wait_for(&mut st, |s| s.running).await;
-        let pid = first.pid.unwrap();
+        let (dir, sup, mut st, pid) =
+            started("crash", "echo started $TWINPORT_VERSION; exec sleep 30").await;
         wait_log(&dir, "started 1", 1).await;
         assert_eq!(
             std::fs::read_to_string(dir.join("app.pid")).unwrap().trim(),
@@ -467,21 +475,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_app_that_ignores_sigterm_is_killed_after_the_timeout() {
-        let dir = std::env::temp_dir().join(format!("twinport-sup-term-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let app = process_app(
-            &dir,
+        let (dir, sup, _st, pid) = started(
+            "term",
             "trap '' TERM; echo armed; while :; do sleep 0.05; done",
-        );
-        let sup = Supervisor::spawn(app, "a".into(), dir.clone());
-        let mut st = sup.status();
-        sup.start(Release {
-            dir: dir.clone(),
-            version: "1".into(),
-        })
-        .await
-        .unwrap();
-        let pid = wait_for(&mut st, |s| s.running).await.pid.unwrap();
+        )
+        .await;
         wait_log(&dir, "armed", 1).await;
         let t = std::time::Instant::now();
         sup.stop().await;

@@ -7,11 +7,13 @@
 //! - [`token`]: bearer-token files (refused when world-readable) and the
 //!   constant-time check of an `Authorization` header;
 //! - [`audit`]: the append-only JSON-lines audit log of control calls;
+//! - [`http`]: JSON errors and the token-and-audit guard of control APIs;
 //! - [`timestamp`]: the one time format of logs, status and audit.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod config;
+pub mod http;
 pub mod locate;
 pub mod logging;
 pub mod token;
