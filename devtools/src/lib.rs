@@ -5,8 +5,11 @@
 //!   test never leaves servers behind;
 //! - [`bin`]: the path of a workspace binary built by `cargo build`;
 //! - [`free_port`], [`wait_for_port`] and [`eventually`]: ephemeral
-//!   loopback ports and polling with a deadline instead of fixed sleeps.
+//!   loopback ports and polling with a deadline instead of fixed sleeps;
+//! - [`browser`]: headless Chromium through WebDriver.
 #![forbid(unsafe_code)]
+
+pub mod browser;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

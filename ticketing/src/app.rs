@@ -1,0 +1,271 @@
+//! The service's shared state and the views every surface shows: what a
+//! kiosk prints, what a tracking page, a board and a desk see, and the
+//! branch statistics. Views are computed from the store, so both twins
+//! show the same thing.
+
+use crate::calendar::{day_of, now_ms, Millis};
+use crate::config::{Branch, Config, Service};
+use crate::metrics::Metrics;
+use crate::queue;
+use crate::store::{Store, StoreError, Ticket};
+use chrono::{TimeZone, Timelike};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use tokio::sync::broadcast;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub metrics: Metrics,
+    /// Per branch: a message after every change seen in the store.
+    pub changes: HashMap<String, broadcast::Sender<()>>,
+}
+
+/// What a kiosk shows and prints, and what tracking shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketView {
+    pub id: String,
+    pub branch: String,
+    pub display: String,
+    pub service: String,
+    pub service_name: crate::config::Names,
+    pub status: String,
+    pub desk: Option<String>,
+    /// Visitors of the same service before this one.
+    pub position: usize,
+    pub estimated_wait_seconds: i64,
+    pub issued_at: String,
+    pub tracking_url: String,
+}
+
+fn rfc3339(ms: Millis) -> String {
+    chrono::Utc
+        .timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+impl App {
+    pub fn branch(&self, id: &str) -> Result<&Branch, StoreError> {
+        self.config
+            .branches
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound(format!("no branch `{id}`")))
+    }
+
+    /// Mean service time of `s` (ms): measured today, else configured.
+    async fn service_time(&self, b: &Branch, s: &Service) -> Result<i64, StoreError> {
+        let day = day_of(b.tz, now_ms());
+        Ok(self
+            .store
+            .recent_service_time(&b.id, &s.prefix, &day)
+            .await?
+            .unwrap_or(s.service_time.as_millis() as i64))
+    }
+
+    /// Open desks of `b` that serve `service`.
+    async fn desks_serving(&self, b: &Branch, service: &str) -> Result<usize, StoreError> {
+        let open = self.store.open_desks(&b.id).await?;
+        Ok(b.desks
+            .iter()
+            .filter(|d| open.contains(&d.id) && d.services.iter().any(|s| s == service))
+            .count())
+    }
+
+    pub async fn ticket_view(&self, t: &Ticket) -> Result<TicketView, StoreError> {
+        let b = self.branch(&t.branch)?;
+        let s = b
+            .service(&t.service)
+            .ok_or_else(|| StoreError::NotFound(format!("service {}", t.service)))?;
+        let (position, wait) = if t.status == "waiting" {
+            let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+            let ahead = waiting
+                .iter()
+                .filter(|w| {
+                    w.service == t.service && (w.queued_since, &w.id) < (t.queued_since, &t.id)
+                })
+                .count();
+            let desks = self.desks_serving(b, &t.service).await?;
+            let st = self.service_time(b, s).await?;
+            (ahead, queue::estimate_wait(ahead, desks, st) / 1000)
+        } else {
+            (0, 0)
+        };
+        Ok(TicketView {
+            id: t.id.clone(),
+            branch: t.branch.clone(),
+            display: t.display.clone(),
+            service: t.service.clone(),
+            service_name: s.name.clone(),
+            status: t.status.clone(),
+            desk: t.desk.clone(),
+            position,
+            estimated_wait_seconds: wait,
+            issued_at: rfc3339(t.issued_at),
+            tracking_url: format!("{}/t/{}", self.config.public_url, t.id),
+        })
+    }
+
+    /// What a kiosk shows before a touch: services with their queues.
+    pub async fn branch_view(&self, b: &Branch) -> Result<Value, StoreError> {
+        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        let mut services = Vec::new();
+        for s in &b.services {
+            let n = waiting.iter().filter(|t| t.service == s.prefix).count();
+            let desks = self.desks_serving(b, &s.prefix).await?;
+            let st = self.service_time(b, s).await?;
+            services.push(json!({
+                "prefix": s.prefix, "name": s.name, "waiting": n,
+                "estimated_wait_seconds": queue::estimate_wait(n, desks, st) / 1000,
+                "target_wait_seconds": s.target_wait.as_secs(),
+            }));
+        }
+        let groups: Vec<Value> = b
+            .priority_groups
+            .iter()
+            .map(|g| json!({"id": g.id, "name": g.name}))
+            .collect();
+        let desks: Vec<Value> = b
+            .desks
+            .iter()
+            .map(|d| json!({"id": d.id, "services": d.services}))
+            .collect();
+        Ok(json!({
+            "id": b.id, "name": b.name, "time_zone": b.tz.name(),
+            "open": b.hours.is_open(b.tz, now_ms()),
+            "services": services, "priority_groups": groups, "desks": desks,
+        }))
+    }
+
+    /// The display board: recent calls (no personal data: numbers and
+    /// desks only) and how many wait per service.
+    pub async fn board_view(&self, b: &Branch) -> Result<Value, StoreError> {
+        let calls: Vec<Value> = self
+            .store
+            .recent_calls(&b.id, 8)
+            .await?
+            .iter()
+            .map(|t| json!({"display": t.display, "desk": t.desk, "called_at": t.called_at, "recalls": t.recalls, "status": t.status}))
+            .collect();
+        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        let per: BTreeMap<&str, usize> = b
+            .services
+            .iter()
+            .map(|s| {
+                (
+                    s.prefix.as_str(),
+                    waiting.iter().filter(|t| t.service == s.prefix).count(),
+                )
+            })
+            .collect();
+        Ok(json!({"branch": b.id, "name": b.name, "calls": calls, "waiting": per}))
+    }
+
+    /// A desk's console: its current ticket and the queues it serves.
+    pub async fn desk_view(&self, b: &Branch, desk: &str) -> Result<Value, StoreError> {
+        let d = b.desk(desk).ok_or_else(|| {
+            StoreError::NotFound(format!("no desk `{desk}` in branch `{}`", b.id))
+        })?;
+        let current = match self.store.current(&b.id, desk).await? {
+            Some(t) => Some(self.ticket_view(&t).await?),
+            None => None,
+        };
+        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        let queues: Vec<Value> = d
+            .services
+            .iter()
+            .map(|s| json!({"service": s, "waiting": waiting.iter().filter(|t| &t.service == s).count()}))
+            .collect();
+        let open = self.store.open_desks(&b.id).await?.contains(&d.id);
+        let services: Vec<Value> = b
+            .services
+            .iter()
+            .map(|s| json!({"prefix": s.prefix, "name": s.name}))
+            .collect();
+        let desks: Vec<&str> = b
+            .desks
+            .iter()
+            .map(|x| x.id.as_str())
+            .filter(|x| *x != desk)
+            .collect();
+        Ok(
+            json!({"branch": b.id, "desk": desk, "open": open, "current": current, "queues": queues,
+                  "transfer_services": services, "transfer_desks": desks}),
+        )
+    }
+
+    /// Statistics of one branch-local day: per service and per hour.
+    pub async fn stats_view(&self, b: &Branch, day: &str) -> Result<Value, StoreError> {
+        let tickets = self.store.tickets_of_day(&b.id, day).await?;
+        let mut services = Vec::new();
+        for s in &b.services {
+            let mine: Vec<&Ticket> = tickets
+                .iter()
+                .filter(|t| t.number_service == s.prefix)
+                .collect();
+            let waits: Vec<i64> = mine
+                .iter()
+                .filter_map(|t| Some(t.called_at? - t.queued_since))
+                .collect();
+            let served: Vec<i64> = mine
+                .iter()
+                .filter(|t| t.status == "done")
+                .filter_map(|t| Some(t.finished_at? - t.started_at?))
+                .collect();
+            let target = s.target_wait.as_millis() as i64;
+            let mean = |v: &[i64]| {
+                if v.is_empty() {
+                    None
+                } else {
+                    Some(v.iter().sum::<i64>() / v.len() as i64 / 1000)
+                }
+            };
+            services.push(json!({
+                "service": s.prefix, "name": s.name,
+                "issued": mine.len(),
+                "served": mine.iter().filter(|t| t.status == "done").count(),
+                "no_shows": mine.iter().filter(|t| t.status == "no_show").count(),
+                "waiting_now": mine.iter().filter(|t| t.status == "waiting").count(),
+                "mean_wait_seconds": mean(&waits),
+                "max_wait_seconds": waits.iter().max().map(|w| w / 1000),
+                "mean_service_seconds": mean(&served),
+                "within_target_share": if waits.is_empty() { None } else {
+                    Some(waits.iter().filter(|w| **w <= target).count() as f64 / waits.len() as f64)
+                },
+                "target_wait_seconds": s.target_wait.as_secs(),
+            }));
+        }
+        let mut hours: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+        for t in &tickets {
+            let h =
+                b.tz.timestamp_millis_opt(t.issued_at)
+                    .single()
+                    .map(|x| x.hour())
+                    .unwrap_or(0);
+            hours.entry(h).or_default().0 += 1;
+            if t.status == "no_show" {
+                hours.entry(h).or_default().1 += 1;
+            }
+        }
+        let per_hour: Vec<Value> = hours
+            .into_iter()
+            .map(|(h, (issued, no_shows))| json!({"hour": h, "issued": issued, "no_shows": no_shows}))
+            .collect();
+        Ok(json!({"branch": b.id, "day": day, "services": services, "per_hour": per_hour}))
+    }
+
+    /// Refreshes the `waiting` gauge of every service of `b`.
+    pub async fn refresh_gauges(&self, b: &Branch) -> Result<(), StoreError> {
+        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        for s in &b.services {
+            let n = waiting.iter().filter(|t| t.service == s.prefix).count();
+            self.metrics
+                .waiting
+                .with_label_values(&[&b.id, &s.prefix])
+                .set(n as i64);
+        }
+        Ok(())
+    }
+}

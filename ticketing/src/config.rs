@@ -1,0 +1,497 @@
+//! The ticketing service's configuration: the YAML file's types ([`file`])
+//! and the validated runtime form ([`Config`]). Every error is collected
+//! and named by file, line and field (`twinport_ops::config`).
+
+use crate::calendar::{Hours, Week, WEEKDAYS};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use twinport_ops::config::{self as opsconfig, resolve, ConfigError, Errors, FieldError};
+
+pub mod file {
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FileConfig {
+        /// The node's name, reported by `/ready`.
+        pub node: String,
+        pub listen: String,
+        /// `sqlite://FILE` (relative to this file) or `postgres://...`.
+        pub database: String,
+        pub max_connections: Option<u32>,
+        /// Base of the tracking URLs printed as QR codes on tickets.
+        pub public_url: String,
+        pub branches: Vec<Branch>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Branch {
+        pub id: String,
+        pub name: String,
+        pub time_zone: Option<String>,
+        /// Per weekday (`mon`..`sun`): `HH:MM-HH:MM` or `closed`; absent: always open.
+        pub opening_hours: Option<BTreeMap<String, String>>,
+        #[serde(default, with = "humantime_serde")]
+        pub booking_window: Option<Duration>,
+        pub tokens: Tokens,
+        pub services: Vec<Service>,
+        pub desks: Vec<Desk>,
+        #[serde(default)]
+        pub priority_groups: Vec<PriorityGroup>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tokens {
+        pub kiosk: String,
+        pub desk: String,
+        pub manager: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Names {
+        pub pl: String,
+        pub en: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Service {
+        pub prefix: String,
+        pub name: Names,
+        #[serde(default, with = "humantime_serde")]
+        pub target_wait: Option<Duration>,
+        #[serde(default, with = "humantime_serde")]
+        pub max_wait: Option<Duration>,
+        /// Expected service time, until there are measured ones.
+        #[serde(default, with = "humantime_serde")]
+        pub service_time: Option<Duration>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Desk {
+        pub id: String,
+        /// Services in the desk's order of preference.
+        pub services: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PriorityGroup {
+        pub id: String,
+        pub name: Names,
+        /// Waiting time a ticket of this group counts as having already.
+        #[serde(with = "humantime_serde")]
+        pub boost: Duration,
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Names {
+    pub pl: String,
+    pub en: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub prefix: String,
+    pub name: Names,
+    pub target_wait: Duration,
+    pub max_wait: Duration,
+    pub service_time: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Desk {
+    pub id: String,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PriorityGroup {
+    pub id: String,
+    pub name: Names,
+    pub boost: Duration,
+}
+
+#[derive(Clone)]
+pub struct Tokens {
+    pub kiosk: Arc<[u8]>,
+    pub desk: Arc<[u8]>,
+    pub manager: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Branch {
+    pub id: String,
+    pub name: String,
+    pub tz: chrono_tz::Tz,
+    pub hours: Week,
+    pub booking_window: Duration,
+    pub tokens: Tokens,
+    pub services: Vec<Service>,
+    pub desks: Vec<Desk>,
+    pub priority_groups: Vec<PriorityGroup>,
+}
+
+impl Branch {
+    pub fn service(&self, prefix: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.prefix == prefix)
+    }
+
+    pub fn desk(&self, id: &str) -> Option<&Desk> {
+        self.desks.iter().find(|d| d.id == id)
+    }
+
+    pub fn priority_group(&self, id: &str) -> Option<&PriorityGroup> {
+        self.priority_groups.iter().find(|g| g.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: String,
+    pub listen: SocketAddr,
+    /// The database URL, a SQLite path made absolute.
+    pub database: String,
+    pub max_connections: u32,
+    pub public_url: String,
+    pub branches: BTreeMap<String, Branch>,
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    opsconfig::load_with_bytes(path, parse).1
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    opsconfig::parse(path, text, Config::from_file)
+}
+
+fn valid_id(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+impl Config {
+    pub fn from_file(f: file::FileConfig, base: &Path) -> Result<Config, Vec<FieldError>> {
+        let mut e = Errors::default();
+        if !valid_id(&f.node) {
+            e.push(
+                "node",
+                format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", f.node),
+            );
+        }
+        let listen = e.addr("listen", &f.listen);
+        let database = if let Some(p) = f.database.strip_prefix("sqlite://") {
+            let (file, query) = p.split_once('?').unwrap_or((p, ""));
+            let abs = resolve(base, file);
+            let query = if query.is_empty() {
+                "mode=rwc".to_string()
+            } else {
+                query.to_string()
+            };
+            format!("sqlite://{}?{query}", abs.display())
+        } else if f.database.starts_with("postgres://") || f.database.starts_with("postgresql://") {
+            f.database.clone()
+        } else {
+            e.push(
+                "database",
+                "must be sqlite://FILE or postgres://USER@HOST:PORT/DB",
+            );
+            String::new()
+        };
+        let max_connections = e.range_u32("max_connections", f.max_connections, 10, 1, 200);
+        if !(f.public_url.starts_with("http://") || f.public_url.starts_with("https://")) {
+            e.push(
+                "public_url",
+                format!("`{}` is not an http:// or https:// URL", f.public_url),
+            );
+        }
+        if f.branches.is_empty() {
+            e.push("branches", "at least one branch is needed");
+        }
+        let mut branches = BTreeMap::new();
+        for (i, b) in f.branches.iter().enumerate() {
+            let at = |k: &str| format!("branches[{i}].{k}");
+            if !valid_id(&b.id) {
+                e.push(
+                    at("id"),
+                    format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", b.id),
+                );
+            } else if branches.contains_key(&b.id) {
+                e.push(at("id"), format!("`{}` is used by an earlier branch", b.id));
+            }
+            let tz_name = b.time_zone.as_deref().unwrap_or("Europe/Warsaw");
+            let tz = match tz_name.parse::<chrono_tz::Tz>() {
+                Ok(tz) => tz,
+                Err(_) => {
+                    e.push(at("time_zone"), format!("`{tz_name}` is not a time zone of the tz database (for example Europe/Warsaw)"));
+                    chrono_tz::UTC
+                }
+            };
+            let hours = match &b.opening_hours {
+                None => Week::always(),
+                Some(map) => {
+                    let mut week = Week::default();
+                    for (k, v) in map {
+                        let field = at(&format!("opening_hours.{k}"));
+                        match WEEKDAYS.iter().position(|(d, _)| d == k) {
+                            None => e.push(field, "is not a weekday: use mon, tue, wed, thu, fri, sat or sun"),
+                            Some(d) if v == "closed" => week.0[d] = None,
+                            Some(d) => match Hours::parse(v) {
+                                Some(h) => week.0[d] = Some(h),
+                                None => e.push(field, format!("`{v}` is not HH:MM-HH:MM (opening before closing) or closed")),
+                            },
+                        }
+                    }
+                    week
+                }
+            };
+            let token = |e: &mut Errors, k: &str, p: &str| {
+                twinport_ops::token::read_token(&resolve(base, p))
+                    .map_err(|why| e.push(at(&format!("tokens.{k}")), why))
+                    .unwrap_or_else(|_| Arc::from(&b""[..]))
+            };
+            let tokens = Tokens {
+                kiosk: token(&mut e, "kiosk", &b.tokens.kiosk),
+                desk: token(&mut e, "desk", &b.tokens.desk),
+                manager: token(&mut e, "manager", &b.tokens.manager),
+            };
+            let same = tokens.kiosk == tokens.desk
+                || tokens.kiosk == tokens.manager
+                || tokens.desk == tokens.manager;
+            if same && !e.0.iter().any(|x| x.field.starts_with(&at("tokens"))) {
+                e.push(at("tokens"), "kiosk, desk and manager need three different tokens");
+            }
+            if b.services.is_empty() {
+                e.push(at("services"), "at least one service is needed");
+            }
+            let mut services: Vec<Service> = Vec::new();
+            for (j, s) in b.services.iter().enumerate() {
+                let at = |k: &str| format!("branches[{i}].services[{j}].{k}");
+                let ok = (1..=2).contains(&s.prefix.len())
+                    && s.prefix.bytes().all(|c| c.is_ascii_uppercase());
+                if !ok {
+                    e.push(
+                        at("prefix"),
+                        format!(
+                            "`{}` must be one or two capital letters (A, B, ...)",
+                            s.prefix
+                        ),
+                    );
+                } else if services.iter().any(|x| x.prefix == s.prefix) {
+                    e.push(
+                        at("prefix"),
+                        format!("`{}` is used by an earlier service", s.prefix),
+                    );
+                }
+                let target_wait = e.duration(
+                    &at("target_wait"),
+                    s.target_wait,
+                    10 * MIN,
+                    Duration::from_secs(1),
+                );
+                let max_wait = e.duration(
+                    &at("max_wait"),
+                    s.max_wait,
+                    3 * target_wait,
+                    Duration::from_secs(1),
+                );
+                if max_wait < target_wait {
+                    e.push(at("max_wait"), "is shorter than target_wait");
+                }
+                let service_time = e.duration(
+                    &at("service_time"),
+                    s.service_time,
+                    5 * MIN,
+                    Duration::from_secs(1),
+                );
+                services.push(Service {
+                    prefix: s.prefix.clone(),
+                    name: Names {
+                        pl: s.name.pl.clone(),
+                        en: s.name.en.clone(),
+                    },
+                    target_wait,
+                    max_wait,
+                    service_time,
+                });
+            }
+            if b.desks.is_empty() {
+                e.push(at("desks"), "at least one desk is needed");
+            }
+            let mut desks: Vec<Desk> = Vec::new();
+            for (j, d) in b.desks.iter().enumerate() {
+                let at = |k: &str| format!("branches[{i}].desks[{j}].{k}");
+                if d.id.is_empty()
+                    || d.id.len() > 8
+                    || !d.id.bytes().all(|c| c.is_ascii_alphanumeric())
+                {
+                    e.push(
+                        at("id"),
+                        format!("`{}` must be 1-8 letters or digits", d.id),
+                    );
+                } else if desks.iter().any(|x| x.id == d.id) {
+                    e.push(at("id"), format!("`{}` is used by an earlier desk", d.id));
+                }
+                if d.services.is_empty() {
+                    e.push(at("services"), "a desk serves at least one service");
+                }
+                for (k, s) in d.services.iter().enumerate() {
+                    if !b.services.iter().any(|x| &x.prefix == s) {
+                        e.push(
+                            at(&format!("services[{k}]")),
+                            format!("`{s}` is not a service of this branch"),
+                        );
+                    }
+                }
+                desks.push(Desk {
+                    id: d.id.clone(),
+                    services: d.services.clone(),
+                });
+            }
+            let mut groups: Vec<PriorityGroup> = Vec::new();
+            for (j, g) in b.priority_groups.iter().enumerate() {
+                if !valid_id(&g.id) || groups.iter().any(|x| x.id == g.id) {
+                    e.push(
+                        format!("branches[{i}].priority_groups[{j}].id"),
+                        format!("`{}` must be a unique id of a-z, 0-9, - or _", g.id),
+                    );
+                }
+                groups.push(PriorityGroup {
+                    id: g.id.clone(),
+                    name: Names {
+                        pl: g.name.pl.clone(),
+                        en: g.name.en.clone(),
+                    },
+                    boost: g.boost,
+                });
+            }
+            branches.insert(
+                b.id.clone(),
+                Branch {
+                    id: b.id.clone(),
+                    name: b.name.clone(),
+                    tz,
+                    hours,
+                    booking_window: b.booking_window.unwrap_or(15 * MIN),
+                    tokens,
+                    services,
+                    desks,
+                    priority_groups: groups,
+                },
+            );
+        }
+        let Some(listen) = listen else {
+            return Err(e.0);
+        };
+        e.finish(|| Config {
+            node: f.node,
+            listen,
+            database,
+            max_connections,
+            public_url: f.public_url.trim_end_matches('/').to_string(),
+            branches,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn dir_with_tokens(tag: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d =
+            std::env::temp_dir().join(format!("twinport-ticketing-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for (n, t) in [
+            ("kiosk", "kiosk-token-0123456789"),
+            ("desk", "desk-token-01234567890"),
+            ("manager", "manager-token-0123456789"),
+        ] {
+            let p = d.join(format!("{n}.token"));
+            std::fs::write(&p, t).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        d
+    }
+
+    pub(crate) const GOOD: &str = "\
+node: a
+listen: 127.0.0.1:8081
+database: sqlite://tickets.db
+public_url: http://127.0.0.1:8080/
+branches:
+  - id: centrum
+    name: Warszawa Centrum
+    opening_hours: { mon: 08:00-18:00, sun: closed }
+    tokens: { kiosk: kiosk.token, desk: desk.token, manager: manager.token }
+    services:
+      - { prefix: A, name: { pl: Dowody, en: ID cards }, target_wait: 10m }
+      - { prefix: B, name: { pl: Paszporty, en: Passports } }
+    desks:
+      - { id: \"1\", services: [A, B] }
+    priority_groups:
+      - { id: disabled, name: { pl: Niepełnosprawni, en: Disabled }, boost: 15m }
+";
+
+    #[test]
+    fn a_good_file_gets_its_defaults() {
+        let d = dir_with_tokens("good");
+        let c = parse(&d.join("t.yaml"), GOOD).unwrap();
+        assert_eq!(
+            c.database,
+            format!("sqlite://{}?mode=rwc", d.join("tickets.db").display())
+        );
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        let b = &c.branches["centrum"];
+        assert_eq!(b.tz, chrono_tz::Europe::Warsaw);
+        assert_eq!(b.service("A").unwrap().max_wait, 30 * MIN);
+        assert_eq!(b.service("B").unwrap().target_wait, 10 * MIN);
+        assert!(b.hours.0[0].is_some() && b.hours.0[6].is_none() && b.hours.0[1].is_none());
+        assert_eq!(b.priority_group("disabled").unwrap().boost, 15 * MIN);
+    }
+
+    #[test]
+    fn every_error_names_its_field_and_line() {
+        let d = dir_with_tokens("bad");
+        let text = GOOD
+            .replace("sun: closed", "sun: 18:00-08:00")
+            .replace("prefix: B", "prefix: a1")
+            .replace("services: [A, B]", "services: [A, C]")
+            .replace(
+                "name: Warszawa Centrum",
+                "name: Warszawa Centrum\n    time_zone: Mars/Olympus",
+            )
+            .replace("manager: manager.token", "manager: desk.token");
+        let err = parse(&d.join("t.yaml"), &text).unwrap_err().to_string();
+        for want in [
+            "branches[0].time_zone (line 8): `Mars/Olympus` is not a time zone",
+            "branches[0].opening_hours.sun (line 9): `18:00-08:00` is not HH:MM-HH:MM",
+            "branches[0].tokens (line 10): kiosk, desk and manager need three different tokens",
+            "branches[0].services[1].prefix (line 13): `a1` must be one or two capital letters",
+            "branches[0].desks[0].services[1] (line 15): `C` is not a service of this branch",
+        ] {
+            assert!(err.contains(want), "missing `{want}` in:\n{err}");
+        }
+    }
+}
