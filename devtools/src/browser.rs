@@ -139,4 +139,3 @@ pub async fn wait_for_text(
     }
     Err(format!("#{id} shows {last}, not {want}"))
 }
-

@@ -557,11 +557,11 @@ async fn track_events(
     Ok(live(app, t.branch.clone(), "ticket", move |app| {
         let id = id.clone();
         async move {
-            let t = app
-                .store
-                .ticket(&id)
-                .await?
-                .ok_or(ApiError(StatusCode::NOT_FOUND, "not_found", id))?;
+            let t = app.store.ticket(&id).await?.ok_or(ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                id,
+            ))?;
             Ok(serde_json::to_value(app.ticket_view(&t).await?).unwrap_or_default())
         }
     }))

@@ -80,13 +80,7 @@ impl App {
             .service(&t.service)
             .ok_or_else(|| StoreError::NotFound(format!("service {}", t.service)))?;
         let (position, wait) = if t.status == "waiting" {
-            let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
-            let ahead = waiting
-                .iter()
-                .filter(|w| {
-                    w.service == t.service && (w.queued_since, &w.id) < (t.queued_since, &t.id)
-                })
-                .count();
+            let ahead = self.store.ahead_of(t).await?;
             let desks = self.desks_serving(b, &t.service).await?;
             let st = self.service_time(b, s).await?;
             (ahead, queue::estimate_wait(ahead, desks, st) / 1000)
@@ -110,10 +104,10 @@ impl App {
 
     /// What a kiosk shows before a touch: services with their queues.
     pub async fn branch_view(&self, b: &Branch) -> Result<Value, StoreError> {
-        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        let waiting = self.store.waiting_counts(&b.id).await?;
         let mut services = Vec::new();
         for s in &b.services {
-            let n = waiting.iter().filter(|t| t.service == s.prefix).count();
+            let n = waiting.get(&s.prefix).copied().unwrap_or(0);
             let desks = self.desks_serving(b, &s.prefix).await?;
             let st = self.service_time(b, s).await?;
             services.push(json!({
@@ -149,14 +143,14 @@ impl App {
             .iter()
             .map(|t| json!({"display": t.display, "desk": t.desk, "called_at": t.called_at, "recalls": t.recalls, "status": t.status}))
             .collect();
-        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        let waiting = self.store.waiting_counts(&b.id).await?;
         let per: BTreeMap<&str, usize> = b
             .services
             .iter()
             .map(|s| {
                 (
                     s.prefix.as_str(),
-                    waiting.iter().filter(|t| t.service == s.prefix).count(),
+                    waiting.get(&s.prefix).copied().unwrap_or(0),
                 )
             })
             .collect();
@@ -172,11 +166,11 @@ impl App {
             Some(t) => Some(self.ticket_view(&t).await?),
             None => None,
         };
-        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        let waiting = self.store.waiting_counts(&b.id).await?;
         let queues: Vec<Value> = d
             .services
             .iter()
-            .map(|s| json!({"service": s, "waiting": waiting.iter().filter(|t| &t.service == s).count()}))
+            .map(|s| json!({"service": s, "waiting": waiting.get(s).copied().unwrap_or(0)}))
             .collect();
         let open = self.store.open_desks(&b.id).await?.contains(&d.id);
         let services: Vec<Value> = b
@@ -201,10 +195,13 @@ impl App {
         let tickets = self.store.tickets_of_day(&b.id, day).await?;
         let mut services = Vec::new();
         for s in &b.services {
-            let mine: Vec<&Ticket> = tickets
+            // Issued counts where the number was given; the rest counts
+            // where the visitor was called (after any transfer).
+            let issued = tickets
                 .iter()
                 .filter(|t| t.number_service == s.prefix)
-                .collect();
+                .count();
+            let mine: Vec<&Ticket> = tickets.iter().filter(|t| t.service == s.prefix).collect();
             let waits: Vec<i64> = mine
                 .iter()
                 .filter_map(|t| Some(t.called_at? - t.queued_since))
@@ -224,7 +221,7 @@ impl App {
             };
             services.push(json!({
                 "service": s.prefix, "name": s.name,
-                "issued": mine.len(),
+                "issued": issued,
                 "served": mine.iter().filter(|t| t.status == "done").count(),
                 "no_shows": mine.iter().filter(|t| t.status == "no_show").count(),
                 "waiting_now": mine.iter().filter(|t| t.status == "waiting").count(),
@@ -258,9 +255,9 @@ impl App {
 
     /// Refreshes the `waiting` gauge of every service of `b`.
     pub async fn refresh_gauges(&self, b: &Branch) -> Result<(), StoreError> {
-        let waiting = self.store.tickets_with_status(&b.id, "waiting").await?;
+        let waiting = self.store.waiting_counts(&b.id).await?;
         for s in &b.services {
-            let n = waiting.iter().filter(|t| t.service == s.prefix).count();
+            let n = waiting.get(&s.prefix).copied().unwrap_or(0);
             self.metrics
                 .waiting
                 .with_label_values(&[&b.id, &s.prefix])

@@ -279,7 +279,10 @@ impl Config {
                 || tokens.kiosk == tokens.manager
                 || tokens.desk == tokens.manager;
             if same && !e.0.iter().any(|x| x.field.starts_with(&at("tokens"))) {
-                e.push(at("tokens"), "kiosk, desk and manager need three different tokens");
+                e.push(
+                    at("tokens"),
+                    "kiosk, desk and manager need three different tokens",
+                );
             }
             if b.services.is_empty() {
                 e.push(at("services"), "at least one service is needed");

@@ -385,17 +385,33 @@ impl Store {
         Ok(row.as_ref().map(ticket).transpose()?)
     }
 
-    /// Tickets of `branch` with `status`, oldest first.
-    pub async fn tickets_with_status(&self, branch: &str, status: &str) -> Result<Vec<Ticket>> {
-        let rows = sqlx::query(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE branch = $1 AND status = $2 ORDER BY queued_since, id"))
+    /// How many wait for each service of `branch`.
+    pub async fn waiting_counts(
+        &self,
+        branch: &str,
+    ) -> Result<std::collections::HashMap<String, usize>> {
+        let rows = sqlx::query("SELECT service, COUNT(*) AS n FROM tickets WHERE branch = $1 AND status = 'waiting' GROUP BY service")
             .bind(branch)
-            .bind(status)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(ticket)
-            .collect::<std::result::Result<_, _>>()?)
+        rows.iter()
+            .map(|r| Ok((r.try_get("service")?, r.try_get::<i64, _>("n")? as usize)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// How many of the same service wait before `t`.
+    pub async fn ahead_of(&self, t: &Ticket) -> Result<usize> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tickets WHERE branch = $1 AND service = $2 AND status = 'waiting' AND (queued_since < $3 OR (queued_since = $4 AND id < $5))")
+            .bind(&t.branch)
+            .bind(&t.service)
+            .bind(t.queued_since)
+            .bind(t.queued_since)
+            .bind(&t.id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(n as usize)
     }
 
     /// Tickets of `branch` issued on `day`.

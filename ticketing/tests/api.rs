@@ -1,0 +1,650 @@
+//! The API over real sockets: a visit from kiosk to desk, bookings, live
+//! board events, and bad input of every kind answered with a clear 4xx
+//! JSON error and no change.
+
+mod support;
+
+use devtools::TempDir;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::*;
+
+const B: &str = "/api/v1/branches/centrum";
+
+async fn board(c: &reqwest::Client, t: &Ticketing) -> Value {
+    call(c, "GET", &t.url(&format!("{B}/board")), None, None, None)
+        .await
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
+    let dir = TempDir::new("tk-visit");
+    let t = Ticketing::start(&dir, "a", None);
+    let c = reqwest::Client::new();
+    let issue = |service: &str| format!(r#"{{"service":"{service}"}}"#);
+
+    // Kiosk: A001, then A002 with a priority group; the same key replays.
+    let (s, a1) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-1"),
+        Some(&issue("A")),
+    )
+    .await;
+    assert_eq!((s, a1["display"].as_str()), (201, Some("A001")), "{a1}");
+    assert_eq!(a1["position"], 0);
+    let (s, again) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-1"),
+        Some(&issue("B")),
+    )
+    .await;
+    assert_eq!(
+        (s, &again["id"]),
+        (200, &a1["id"]),
+        "a replay returns the first ticket"
+    );
+    let (_, a2) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-2"),
+        Some(r#"{"service":"A","priority_group":"disabled"}"#),
+    )
+    .await;
+    assert_eq!(a2["display"], "A002");
+    let (_, a3) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-3"),
+        Some(&issue("A")),
+    )
+    .await;
+    assert_eq!(a3["position"], 2, "{a3}");
+    assert!(a3["tracking_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/t/{}", a3["id"].as_str().unwrap())));
+    let qr = c
+        .get(t.url(&format!(
+            "/api/v1/tickets/{}/qr.svg",
+            a3["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert!(qr.text().await.unwrap().contains("<svg"));
+
+    // A live board: the desk's call reaches it as an event within 1 s.
+    let mut events = c
+        .get(t.url(&format!("{B}/board/events")))
+        .send()
+        .await
+        .unwrap();
+    let first = next_event(&mut events).await;
+    assert!(first.contains("event: board"), "{first}");
+    let called_at = Instant::now();
+    let (s, called) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/1/call-next")),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{called}");
+    // The priority group's 15 min count as waiting: A002 goes first.
+    assert_eq!(called["called"]["display"], "A002");
+    let ev = loop {
+        let ev = next_event(&mut events).await;
+        if ev.contains("A002") {
+            break ev;
+        }
+    };
+    assert!(
+        called_at.elapsed() < Duration::from_secs(1),
+        "the board heard of the call after {:?}",
+        called_at.elapsed()
+    );
+    assert!(ev.contains(r#""desk":"1""#), "{ev}");
+
+    // Desk: a second call while A002 is open is refused; recall, start, finish.
+    let (s, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/1/call-next")),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("still has A002"));
+    for (action, status) in [
+        ("recall", "called"),
+        ("start", "serving"),
+        ("finish", "done"),
+    ] {
+        let (s, v) = call(
+            &c,
+            "POST",
+            &t.url(&format!("{B}/desks/1/{action}")),
+            Some(DESK),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, v["status"].as_str()),
+            (200, Some(status)),
+            "{action}: {v}"
+        );
+    }
+    // A001 is called, then transferred to service C keeping its waiting
+    // time; desk 2 (B, C) calls it before a newer C ticket.
+    let (_, c1) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-4"),
+        Some(&issue("C")),
+    )
+    .await;
+    let (_, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/1/call-next")),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v["called"]["display"], "A001");
+    let (s, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/1/transfer")),
+        Some(DESK),
+        None,
+        Some(r#"{"service":"C"}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, v["service"].as_str(), v["status"].as_str()),
+        (200, Some("C"), Some("waiting")),
+        "{v}"
+    );
+    let (_, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/2/call-next")),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["called"]["display"], "A001",
+        "the transferred ticket kept its place: {v}"
+    );
+    let (_, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/2/no-show")),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v["status"], "no_show");
+    let (_, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/2/call-next")),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v["called"]["display"], c1["display"]);
+
+    // Tracking shows the state.
+    let (_, tr) = call(
+        &c,
+        "GET",
+        &t.url(&format!("/api/v1/tickets/{}", a2["id"].as_str().unwrap())),
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(tr["status"], "done");
+
+    // Bookings: created by the manager, checked in at the kiosk by code.
+    let slot = chrono_now_rfc3339();
+    let (s, bk) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/bookings")),
+        Some(MANAGER),
+        None,
+        Some(&format!(r#"{{"service":"B","slot":"{slot}"}}"#)),
+    )
+    .await;
+    assert_eq!(s, 201, "{bk}");
+    let code = bk["code"].as_str().unwrap();
+    let (s, b1) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-5"),
+        Some(&format!(r#"{{"booking_code":"{}"}}"#, code.to_lowercase())),
+    )
+    .await;
+    assert_eq!((s, b1["display"].as_str()), (201, Some("B001")), "{b1}");
+    let (s, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-6"),
+        Some(&format!(r#"{{"booking_code":"{code}"}}"#)),
+    )
+    .await;
+    assert_eq!(s, 409, "a second check-in: {v}");
+    // The booked visitor goes ahead of the older walk-in A003 at desk 1.
+    let (_, v) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/desks/1/call-next")),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v["called"]["display"], "B001", "{v}");
+
+    let (_, stats) = call(
+        &c,
+        "GET",
+        &t.url(&format!("{B}/stats")),
+        Some(MANAGER),
+        None,
+        None,
+    )
+    .await;
+    let a = &stats["services"][0];
+    assert_eq!(
+        (
+            a["issued"].as_u64(),
+            a["served"].as_u64(),
+            a["no_shows"].as_u64()
+        ),
+        (Some(3), Some(1), Some(0)),
+        "{stats}"
+    );
+    // A001 was transferred to C and did not come: a no-show of C.
+    assert_eq!(stats["services"][2]["no_shows"], 1, "{stats}");
+    let metrics = c
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"twinport_ticketing_tickets_issued_total{branch="centrum",service="A",node="a"} 3"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains(r#"twinport_ticketing_no_shows_total{branch="centrum",service="C",node="a"} 1"#));
+    // Nothing personal on a board: numbers and desks only.
+    let b = board(&c, &t).await;
+    for call in b["calls"].as_array().unwrap() {
+        let keys: Vec<&String> = call.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["called_at", "desk", "display", "recalls", "status"]);
+    }
+}
+
+fn chrono_now_rfc3339() -> String {
+    let now = std::time::SystemTime::now();
+    humantime::format_rfc3339_seconds(now).to_string()
+}
+
+async fn next_event(r: &mut reqwest::Response) -> String {
+    let mut buf = String::new();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("the stream goes on");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        if buf.contains("\n\n") {
+            return buf;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let dir = TempDir::new("tk-bad");
+    let t = Ticketing::start(&dir, "a", None);
+    let c = reqwest::Client::new();
+    // One ticket and one booking for tomorrow exist beforehand.
+    call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some("k-0"),
+        Some(r#"{"service":"A"}"#),
+    )
+    .await;
+    let tomorrow = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(36 * 3600),
+    )
+    .to_string();
+    let (_, bk) = call(
+        &c,
+        "POST",
+        &t.url(&format!("{B}/bookings")),
+        Some(MANAGER),
+        None,
+        Some(&format!(r#"{{"service":"A","slot":"{tomorrow}"}}"#)),
+    )
+    .await;
+    let code = bk["code"].as_str().unwrap().to_string();
+    let before = (
+        board(&c, &t).await,
+        call(
+            &c,
+            "GET",
+            &t.url(&format!("{B}/stats")),
+            Some(MANAGER),
+            None,
+            None,
+        )
+        .await
+        .1,
+    );
+
+    let big = format!(r#"{{"service":"{}"}}"#, "A".repeat(20_000));
+    let cases: Vec<(&str, String, Option<&str>, Option<String>, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/branches/nowhere/tickets".into(),
+            Some(KIOSK),
+            Some(r#"{"service":"A"}"#.into()),
+            404,
+            "no branch `nowhere`",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(r#"{"service":"Z"}"#.into()),
+            422,
+            "has no service `Z`",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(r#"{"service":"A","priority_group":"vip"}"#.into()),
+            422,
+            "no priority group `vip`",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(r#"{"booking_code":"NOSUCH99"}"#.into()),
+            404,
+            "no booking with code NOSUCH99",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(format!(r#"{{"booking_code":"{code}"}}"#)),
+            422,
+            "not today",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(r#"{"service":"A","booking_code":"X"}"#.into()),
+            422,
+            "either `service` or `booking_code`",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(OTHER_KIOSK),
+            Some(r#"{"service":"A"}"#.into()),
+            403,
+            "may not do that in branch `centrum`",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(DESK),
+            Some(r#"{"service":"A"}"#.into()),
+            403,
+            "may not do that",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            None,
+            Some(r#"{"service":"A"}"#.into()),
+            401,
+            "a valid bearer token",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some("wrong-token-0123456789"),
+            Some(r#"{"service":"A"}"#.into()),
+            401,
+            "a valid bearer token",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(r#"{"service":"#.into()),
+            400,
+            "not the expected JSON",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(r#"{"service":"A","name":"Jan Kowalski"}"#.into()),
+            400,
+            "unknown field `name`",
+        ),
+        (
+            "POST",
+            format!("{B}/tickets"),
+            Some(KIOSK),
+            Some(big),
+            413,
+            "",
+        ),
+        (
+            "POST",
+            format!("{B}/desks/9/call-next"),
+            Some(DESK),
+            None,
+            404,
+            "no desk `9`",
+        ),
+        (
+            "POST",
+            format!("{B}/desks/1/teleport"),
+            Some(DESK),
+            None,
+            404,
+            "no desk action `teleport`",
+        ),
+        (
+            "POST",
+            format!("{B}/desks/1/finish"),
+            Some(DESK),
+            None,
+            409,
+            "has no called ticket",
+        ),
+        (
+            "POST",
+            format!("{B}/desks/1/call-next"),
+            Some(KIOSK),
+            None,
+            403,
+            "may not do that",
+        ),
+        (
+            "POST",
+            format!("{B}/bookings"),
+            Some(MANAGER),
+            Some(r#"{"service":"A","slot":"tomorrow at ten"}"#.into()),
+            422,
+            "not an RFC 3339 time",
+        ),
+        (
+            "POST",
+            format!("{B}/bookings"),
+            Some(KIOSK),
+            Some(format!(r#"{{"service":"A","slot":"{tomorrow}"}}"#)),
+            403,
+            "may not do that",
+        ),
+        (
+            "DELETE",
+            format!("{B}/bookings/NOSUCH99"),
+            Some(MANAGER),
+            None,
+            404,
+            "no booking with code NOSUCH99",
+        ),
+        (
+            "GET",
+            format!("{B}/stats?day=yesterday"),
+            Some(MANAGER),
+            None,
+            422,
+            "not YYYY-MM-DD",
+        ),
+        (
+            "GET",
+            "/api/v1/tickets/nosuch".into(),
+            None,
+            None,
+            404,
+            "no ticket `nosuch`",
+        ),
+    ];
+    for (method, path, token, body, status, text) in cases {
+        let mut r = c
+            .request(method.parse().unwrap(), t.url(&path))
+            .header("idempotency-key", format!("bad-{path}-{status}"));
+        if let Some(tok) = token {
+            r = r.bearer_auth(tok);
+        }
+        if let Some(b) = body {
+            r = r.header("content-type", "application/json").body(b);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        if status != 413 {
+            assert!(
+                resp.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json"),
+                "{method} {path}"
+            );
+            let v: Value = resp.json().await.unwrap();
+            assert!(
+                v["message"].as_str().unwrap_or("").contains(text),
+                "{method} {path}: {v}"
+            );
+            assert!(v["error"].is_string());
+        }
+    }
+    let bad_key = c
+        .post(t.url(&format!("{B}/tickets")))
+        .bearer_auth(KIOSK)
+        .header("idempotency-key", "x".repeat(200))
+        .body(r#"{"service":"A"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status().as_u16(), 400);
+    let after = (
+        board(&c, &t).await,
+        call(
+            &c,
+            "GET",
+            &t.url(&format!("{B}/stats")),
+            Some(MANAGER),
+            None,
+            None,
+        )
+        .await
+        .1,
+    );
+    assert_eq!(before, after, "no bad request changed anything");
+    // The booking for tomorrow is still there, unused.
+    let (s, _) = call(
+        &c,
+        "DELETE",
+        &t.url(&format!("{B}/bookings/{code}")),
+        Some(MANAGER),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    // A malformed config: refused with file, line and field.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&t.config)
+            .unwrap()
+            .replace("time_zone: Europe/Warsaw", "time_zone: Europe/Atlantis"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(devtools::bin("ticketing"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml: invalid configuration")
+            && err.contains("branches[0].time_zone (line 9): `Europe/Atlantis`"),
+        "{err}"
+    );
+}

@@ -1,0 +1,166 @@
+//! The real `ticketing` binary on an ephemeral loopback port, on SQLite or
+//! on a fresh PostgreSQL database of its own.
+#![allow(dead_code)]
+
+use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+pub const KIOSK: &str = "kiosk-token-0123456789abcdef";
+pub const DESK: &str = "desk-token-0123456789abcdef";
+pub const MANAGER: &str = "manager-token-0123456789abcdef";
+pub const OTHER_KIOSK: &str = "other-kiosk-token-0123456789";
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh PostgreSQL database for one test (dropped at the end of the
+/// run by name prefix on the next run). `None` only where no server runs
+/// and neither CI nor TWINPORT_REQUIRE_POSTGRES is set: then it says so.
+pub async fn postgres_db(tag: &str) -> Option<String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut admin = match sqlx::AnyConnection::connect(POSTGRES).await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var_os("CI").is_some()
+                || std::env::var_os("TWINPORT_REQUIRE_POSTGRES").is_some()
+            {
+                panic!("PostgreSQL at {POSTGRES} is needed and does not answer: {e}");
+            }
+            eprintln!("\n!!! SKIPPED: no PostgreSQL at {POSTGRES} ({e}); this test needs it !!!\n");
+            return None;
+        }
+    };
+    let name = format!("twinport_{tag}_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+}
+
+/// Writes the three tokens of branch `centrum` and the kiosk token of
+/// branch `other` into `dir`.
+pub fn write_tokens(dir: &TempDir) {
+    for (f, t) in [
+        ("kiosk", KIOSK),
+        ("desk", DESK),
+        ("manager", MANAGER),
+        ("other-kiosk", OTHER_KIOSK),
+        ("other-desk", "other-desk-token-0123456789"),
+        ("other-manager", "other-manager-token-0123456789"),
+    ] {
+        let p = dir.path().join(format!("{f}.token"));
+        std::fs::write(&p, t).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+pub fn config(node: &str, listen: SocketAddr, database: &str) -> String {
+    format!(
+        "node: {node}
+listen: {listen}
+database: {database}
+public_url: http://{listen}
+max_connections: 20
+branches:
+  - id: centrum
+    name: Warszawa Centrum
+    time_zone: Europe/Warsaw
+    booking_window: 15m
+    tokens: {{ kiosk: kiosk.token, desk: desk.token, manager: manager.token }}
+    services:
+      - {{ prefix: A, name: {{ pl: Dowody osobiste, en: ID cards }}, target_wait: 10m, max_wait: 30m, service_time: 5m }}
+      - {{ prefix: B, name: {{ pl: Paszporty, en: Passports }}, target_wait: 15m }}
+      - {{ prefix: C, name: {{ pl: Rejestracja pojazdów, en: Vehicles }} }}
+    desks:
+      - {{ id: \"1\", services: [A, B] }}
+      - {{ id: \"2\", services: [B, C] }}
+    priority_groups:
+      - {{ id: disabled, name: {{ pl: Osoba z niepełnosprawnością, en: Disabled person }}, boost: 15m }}
+  - id: other
+    name: Kraków
+    tokens: {{ kiosk: other-kiosk.token, desk: other-desk.token, manager: other-manager.token }}
+    services:
+      - {{ prefix: A, name: {{ pl: Dowody, en: ID cards }} }}
+    desks:
+      - {{ id: \"1\", services: [A] }}
+"
+    )
+}
+
+pub struct Ticketing {
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub proc: Proc,
+}
+
+impl Ticketing {
+    /// Starts an instance named `node` on `database` (default: SQLite in `dir`).
+    pub fn start(dir: &TempDir, node: &str, database: Option<&str>) -> Ticketing {
+        write_tokens(dir);
+        let addr = free_addr();
+        let cfg = dir.path().join(format!("ticketing-{node}.yaml"));
+        std::fs::write(
+            &cfg,
+            config(node, addr, database.unwrap_or("sqlite://tickets.db")),
+        )
+        .unwrap();
+        let log = dir.path().join(format!("ticketing-{node}.log"));
+        let mut cmd = Command::new(bin("ticketing"));
+        cmd.arg("--config").arg(&cfg);
+        let proc = Proc::spawn(&format!("ticketing {node}"), cmd, Some(&log));
+        assert!(
+            wait_for_port(addr, Duration::from_secs(20)),
+            "ticketing did not open {addr}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Ticketing {
+            addr,
+            config: cfg,
+            log,
+            proc,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One call: status and JSON body.
+pub async fn call(
+    c: &reqwest::Client,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut r = c.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(k) = key {
+        r = r.header("idempotency-key", k);
+    }
+    if let Some(b) = body {
+        r = r
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = r.send().await.expect("ticketing answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
