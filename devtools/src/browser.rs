@@ -79,6 +79,53 @@ impl Browser {
         post_json(&self.client, url, &body).await["value"].clone()
     }
 
+    /// A WebDriver GET on the session.
+    pub async fn get(&self, path: &str) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let v: Value = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("JSON");
+        v["value"].clone()
+    }
+
+    /// Clicks the element `css` selects, as a pointer would.
+    pub async fn click(&self, css: &str) {
+        let e = self
+            .cmd("/element", json!({"using": "css selector", "value": css}))
+            .await;
+        let id = e
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no element {css}: {e}"))
+            .to_string();
+        self.cmd(&format!("/element/{id}/click"), json!({})).await;
+    }
+
+    /// Opens a new tab and switches to it; the handle of the old one.
+    pub async fn new_tab(&self) -> String {
+        let old = self
+            .get("/window")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let v = self.cmd("/window/new", json!({"type": "tab"})).await;
+        self.switch_to(v["handle"].as_str().expect("a new window handle"))
+            .await;
+        old
+    }
+
+    pub async fn switch_to(&self, handle: &str) {
+        self.cmd("/window", json!({"handle": handle})).await;
+    }
+
     pub async fn go(&self, url: &str) {
         self.cmd("/url", json!({ "url": url })).await;
     }
