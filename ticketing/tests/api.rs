@@ -341,6 +341,9 @@ async fn next_event(r: &mut reqwest::Response) -> String {
     }
 }
 
+/// Method, path, token, body, expected status, expected text in the message.
+type Case<'a> = (&'a str, String, Option<&'a str>, Option<String>, u16, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let dir = TempDir::new("tk-bad");
@@ -385,7 +388,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     );
 
     let big = format!(r#"{{"service":"{}"}}"#, "A".repeat(20_000));
-    let cases: Vec<(&str, String, Option<&str>, Option<String>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/branches/nowhere/tickets".into(),
