@@ -50,7 +50,8 @@ pub mod file {
     pub struct App {
         /// `process` (the agent runs the app as its child) or `systemd`.
         pub mode: Option<String>,
-        /// Process mode: the command, with `{release}` and `{version}` replaced.
+        /// Process mode: the command, with `{release}`, `{version}` and
+        /// `{config_dir}` (this file's directory) replaced.
         pub command: Option<Vec<String>>,
         #[serde(default)]
         pub env: BTreeMap<String, String>,
@@ -333,8 +334,12 @@ impl AgentConfig {
                         "is shorter than app.restart_backoff_min",
                     );
                 }
+                // `{config_dir}` is this file's directory, known now; the
+                // supervisor fills in `{release}` and `{version}` at start.
+                let dir = base.to_string_lossy();
+                let command = f.app.command.iter().flatten().map(|a| a.replace("{config_dir}", &dir)).collect();
                 Some(App::Process {
-                    command: f.app.command.clone().unwrap_or_default(),
+                    command,
                     env: f.app.env.clone().into_iter().collect(),
                     log: f
                         .app
@@ -535,7 +540,7 @@ control:
   audit_log: audit.log
 state_dir: state
 app:
-  command: [\"{release}/app\", \"--version\", \"{version}\"]
+  command: [\"{release}/app\", \"--version\", \"{version}\", \"--config\", \"{config_dir}/app.yaml\"]
 probes:
   - name: app
     http: { url: \"http://127.0.0.1:8081/\", body_contains: ok }
@@ -555,10 +560,12 @@ probes:
         assert_eq!(c.state_dir, d.join("state"));
         assert_eq!(c.probes.len(), 3);
         assert_eq!((c.probes[1].rise, c.probes[1].fall), (1, 2));
-        let App::Process { log, .. } = &c.app else {
+        let App::Process { log, command, .. } = &c.app else {
             panic!("process mode")
         };
         assert_eq!(log, &d.join("state/app.log"));
+        assert_eq!(command[4], format!("{}/app.yaml", d.display()));
+        assert_eq!(command[0], "{release}/app", "filled in at start");
         assert_eq!(c.upgrade.keep_releases, 3);
         assert!(format!("{c:?}").contains("<redacted>"));
     }
