@@ -1,5 +1,6 @@
 //! Every ticketing file shipped in configs/ passes `ticketing --check` once
-//! the token files it names exist (written as an installer would, mode 600).
+//! the token files it names exist (written as an installer would, mode 600;
+//! absolute paths are moved under a temporary directory).
 
 use devtools::{bin, TempDir};
 use std::os::unix::fs::PermissionsExt;
@@ -17,14 +18,16 @@ fn shipped_ticketing_configs_are_valid() {
                 continue;
             }
             let tmp = TempDir::new("tk-shipped");
-            let text = std::fs::read_to_string(file.path()).unwrap();
+            let text = std::fs::read_to_string(file.path())
+                .unwrap()
+                .replace(" /etc/", &format!(" {}/etc/", tmp.path().display()));
             let copy = tmp.path().join("conf/ticketing.yaml");
             std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
             std::fs::write(&copy, &text).unwrap();
             let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
             for b in v["branches"].as_sequence().unwrap() {
                 for (i, (_, t)) in b["tokens"].as_mapping().unwrap().iter().enumerate() {
-                    let p = copy.parent().unwrap().join(t.as_str().unwrap().trim_start_matches('/'));
+                    let p = copy.parent().unwrap().join(t.as_str().unwrap());
                     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
                     std::fs::write(&p, format!("a-generated-token-{i}-0123456789\n")).unwrap();
                     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();

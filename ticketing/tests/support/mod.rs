@@ -16,9 +16,10 @@ pub const MANAGER: &str = "manager-token-0123456789abcdef";
 pub const OTHER_KIOSK: &str = "other-kiosk-token-0123456789";
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// A fresh PostgreSQL database for one test (dropped at the end of the
-/// run by name prefix on the next run). `None` only where no server runs
-/// and neither CI nor TWINPORT_REQUIRE_POSTGRES is set: then it says so.
+/// A fresh PostgreSQL database for one test, `twinport_{tag}_{pid}`; those
+/// of earlier test processes that are gone are dropped first. `None` only
+/// where no server runs and neither CI nor TWINPORT_REQUIRE_POSTGRES is
+/// set: then it says so loudly.
 pub async fn postgres_db(tag: &str) -> Option<String> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
@@ -34,6 +35,18 @@ pub async fn postgres_db(tag: &str) -> Option<String> {
             return None;
         }
     };
+    let old = sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'twinport\\_%'")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap_or_default();
+    for row in old {
+        use sqlx::Row;
+        let name: String = row.get("datname");
+        let pid = name.rsplit('_').next().unwrap_or("");
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin).await;
+        }
+    }
     let name = format!("twinport_{tag}_{}", std::process::id());
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
         .execute(&mut admin)
