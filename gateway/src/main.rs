@@ -4,6 +4,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use twinport_ops::cli;
 use twinport_ops::logging::{self, LogFormat};
 
 /// mimalloc instead of glibc's malloc: the request path allocates small,
@@ -11,9 +12,6 @@ use twinport_ops::logging::{self, LogFormat};
 /// 7 % of the gateway's CPU in the benchmark (bench/RESULTS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Exit code for a configuration that cannot be used (EX_USAGE).
-const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "Twinport front gateway")]
@@ -39,17 +37,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_format);
 
-    let config = match gateway::config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("gateway: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
-    };
-    if args.check {
-        println!("{}: configuration is valid", args.config.display());
-        return ExitCode::SUCCESS;
-    }
+    let config =
+        match cli::config_or_exit("gateway", &args.config, args.check, gateway::config::load) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
     let opts = gateway::server::ProcessOptions {
         upgrade: args.upgrade,
         daemon: args.daemon,

@@ -337,7 +337,13 @@ impl AgentConfig {
                 // `{config_dir}` is this file's directory, known now; the
                 // supervisor fills in `{release}` and `{version}` at start.
                 let dir = base.to_string_lossy();
-                let command = f.app.command.iter().flatten().map(|a| a.replace("{config_dir}", &dir)).collect();
+                let command = f
+                    .app
+                    .command
+                    .iter()
+                    .flatten()
+                    .map(|a| a.replace("{config_dir}", &dir))
+                    .collect();
                 Some(App::Process {
                     command,
                     env: f.app.env.clone().into_iter().collect(),

@@ -4,10 +4,8 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use twinport_ops::cli;
 use twinport_ops::logging::{self, LogFormat};
-
-/// Exit code for a configuration that cannot be used (EX_USAGE).
-const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,17 +41,15 @@ enum Cmd {
 fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_format);
-    let config = match node_agent::config::load(&args.config) {
+    let config = match cli::config_or_exit(
+        "node-agent",
+        &args.config,
+        args.check,
+        node_agent::config::load,
+    ) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("node-agent: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(code) => return code,
     };
-    if args.check {
-        println!("{}: configuration is valid", args.config.display());
-        return ExitCode::SUCCESS;
-    }
     let result = match args.command {
         Some(Cmd::Install { release, version }) => install(&config, &release, &version),
         None => run(config),
@@ -102,17 +98,6 @@ fn run(config: node_agent::config::AgentConfig) -> anyhow::Result<()> {
                     config.control.listen
                 )
             })?;
-        node_agent::serve(config, readiness, control, shutdown_signal()).await
+        node_agent::serve(config, readiness, control, cli::terminate()).await
     })
-}
-
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -22,16 +22,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(node: &str) -> Metrics {
-        let registry = Registry::new_custom(
-            Some("twinport_agent".into()),
-            Some([("node".to_string(), node.to_string())].into()),
-        )
-        .expect("a valid prefix");
-        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-            r.register(Box::new(c.clone()))
-                .expect("metric names are unique");
-            c
-        }
+        let registry = twinport_ops::metrics::registry("agent", node);
+        use twinport_ops::metrics::register as reg;
         let r = &registry;
         let m = Metrics {
             state: reg(
@@ -122,8 +114,6 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        twinport_ops::metrics::render(&self.registry)
     }
 }

@@ -8,14 +8,18 @@
 //!   constant-time check of an `Authorization` header;
 //! - [`audit`]: the append-only JSON-lines audit log of control calls;
 //! - [`http`]: JSON errors and the token-and-audit guard of control APIs;
+//! - [`metrics`]: Prometheus registries named `twinport_<subsystem>_*`;
+//! - [`cli`]: config loading with `--check` and exit code 64, the stop signals;
 //! - [`timestamp`]: the one time format of logs, status and audit.
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod locate;
 pub mod logging;
+pub mod metrics;
 pub mod token;
 
 use std::time::SystemTime;

@@ -317,25 +317,24 @@ async fn issue(
     Ok(r)
 }
 
-async fn track(State(app): State<St>, Path(id): Path<String>) -> ApiResult {
-    let t = app.store.ticket(&id).await?.ok_or_else(|| {
+/// The ticket `id`, or a 404 that says so.
+async fn find_ticket(app: &App, id: &str) -> Result<crate::store::Ticket, ApiError> {
+    app.store.ticket(id).await?.ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no ticket `{id}`"),
         )
-    })?;
+    })
+}
+
+async fn track(State(app): State<St>, Path(id): Path<String>) -> ApiResult {
+    let t = find_ticket(&app, &id).await?;
     Ok(Json(app.ticket_view(&t).await?).into_response())
 }
 
 async fn qr(State(app): State<St>, Path(id): Path<String>) -> ApiResult {
-    let t = app.store.ticket(&id).await?.ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no ticket `{id}`"),
-        )
-    })?;
+    let t = find_ticket(&app, &id).await?;
     let url = format!("{}/t/{}", app.config.public_url, t.id);
     let code = qrcode::QrCode::new(url.as_bytes())
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
@@ -547,21 +546,11 @@ async fn track_events(
     State(app): State<St>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let t = app.store.ticket(&id).await?.ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no ticket `{id}`"),
-        )
-    })?;
+    let t = find_ticket(&app, &id).await?;
     Ok(live(app, t.branch.clone(), "ticket", move |app| {
         let id = id.clone();
         async move {
-            let t = app.store.ticket(&id).await?.ok_or(ApiError(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                id,
-            ))?;
+            let t = find_ticket(&app, &id).await?;
             Ok(serde_json::to_value(app.ticket_view(&t).await?).unwrap_or_default())
         }
     }))

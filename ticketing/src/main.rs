@@ -4,10 +4,8 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use twinport_ops::cli;
 use twinport_ops::logging::{self, LogFormat};
-
-/// Exit code for a configuration that cannot be used (EX_USAGE).
-const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,17 +27,15 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_format);
-    let config = match ticketing::config::load(&args.config) {
+    let config = match cli::config_or_exit(
+        "ticketing",
+        &args.config,
+        args.check,
+        ticketing::config::load,
+    ) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ticketing: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(code) => return code,
     };
-    if args.check {
-        println!("{}: configuration is valid", args.config.display());
-        return ExitCode::SUCCESS;
-    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -51,7 +47,7 @@ fn main() -> ExitCode {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (listen): {e}", config.listen))?;
-        ticketing::serve(config, listener, shutdown_signal()).await
+        ticketing::serve(config, listener, cli::terminate()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,16 +55,5 @@ fn main() -> ExitCode {
             eprintln!("ticketing: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

@@ -13,16 +13,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(node: &str) -> Metrics {
-        let registry = Registry::new_custom(
-            Some("twinport_ticketing".into()),
-            Some([("node".to_string(), node.to_string())].into()),
-        )
-        .expect("a valid prefix");
-        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-            r.register(Box::new(c.clone()))
-                .expect("metric names are unique");
-            c
-        }
+        let registry = twinport_ops::metrics::registry("ticketing", node);
+        use twinport_ops::metrics::register as reg;
         let r = &registry;
         Metrics {
             issued: reg(
@@ -76,8 +68,6 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        twinport_ops::metrics::render(&self.registry)
     }
 }

@@ -440,34 +440,29 @@ impl Store {
             .collect::<std::result::Result<_, _>>()?)
     }
 
-    /// The ticket a desk is handling (called or serving), if any.
-    async fn current_of(
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        branch: &str,
-        desk: &str,
-    ) -> Result<Option<Ticket>> {
+    /// The ticket a desk is handling (called or serving), if any, read
+    /// through `e` (the pool, or a transaction that holds the branch).
+    async fn current_in<'e, E>(e: E, branch: &str, desk: &str) -> Result<Option<Ticket>>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
         let row = sqlx::query(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE branch = $1 AND desk = $2 AND status IN ('called', 'serving')"))
             .bind(branch)
             .bind(desk)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(e)
             .await?;
         Ok(row.as_ref().map(ticket).transpose()?)
     }
 
     pub async fn current(&self, branch: &str, desk: &str) -> Result<Option<Ticket>> {
-        let row = sqlx::query(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE branch = $1 AND desk = $2 AND status IN ('called', 'serving')"))
-            .bind(branch)
-            .bind(desk)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(ticket).transpose()?)
+        Self::current_in(&self.pool, branch, desk).await
     }
 
     /// The desk calls its next visitor by the queue rules; `None` if nobody
     /// waits for what it serves. Refused while the desk still has one.
     pub async fn call_next(&self, b: &Branch, desk: &Desk, now: Millis) -> Result<Option<Ticket>> {
         let mut tx = self.begin(&b.id).await?;
-        if let Some(cur) = Self::current_of(&mut tx, &b.id, &desk.id).await? {
+        if let Some(cur) = Self::current_in(&mut *tx, &b.id, &desk.id).await? {
             return Err(StoreError::Conflict(format!(
                 "desk {} still has {} ({}): finish it, mark it a no-show or transfer it first",
                 desk.id, cur.display, cur.status
@@ -550,7 +545,7 @@ impl Store {
         now: Millis,
     ) -> Result<Ticket> {
         let mut tx = self.begin(&b.id).await?;
-        let cur = Self::current_of(&mut tx, &b.id, desk)
+        let cur = Self::current_in(&mut *tx, &b.id, desk)
             .await?
             .ok_or_else(|| {
                 StoreError::Conflict(format!(
@@ -601,7 +596,7 @@ impl Store {
     /// service, or to another desk, keeping its waiting time.
     pub async fn transfer(&self, b: &Branch, desk: &str, to: &TransferTo) -> Result<Ticket> {
         let mut tx = self.begin(&b.id).await?;
-        let cur = Self::current_of(&mut tx, &b.id, desk)
+        let cur = Self::current_in(&mut *tx, &b.id, desk)
             .await?
             .ok_or_else(|| {
                 StoreError::Conflict(format!("desk {desk} has no ticket to transfer"))

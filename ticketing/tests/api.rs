@@ -11,6 +11,20 @@ use support::*;
 
 const B: &str = "/api/v1/branches/centrum";
 
+/// What a bad request must not change: the board and the statistics.
+async fn state(c: &reqwest::Client, t: &Ticketing) -> (Value, Value) {
+    let stats = call(
+        c,
+        "GET",
+        &t.url(&format!("{B}/stats")),
+        Some(MANAGER),
+        None,
+        None,
+    )
+    .await;
+    (board(c, t).await, stats.1)
+}
+
 async fn board(c: &reqwest::Client, t: &Ticketing) -> Value {
     call(c, "GET", &t.url(&format!("{B}/board")), None, None, None)
         .await
@@ -342,7 +356,14 @@ async fn next_event(r: &mut reqwest::Response) -> String {
 }
 
 /// Method, path, token, body, expected status, expected text in the message.
-type Case<'a> = (&'a str, String, Option<&'a str>, Option<String>, u16, &'a str);
+type Case<'a> = (
+    &'a str,
+    String,
+    Option<&'a str>,
+    Option<String>,
+    u16,
+    &'a str,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
@@ -373,19 +394,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     )
     .await;
     let code = bk["code"].as_str().unwrap().to_string();
-    let before = (
-        board(&c, &t).await,
-        call(
-            &c,
-            "GET",
-            &t.url(&format!("{B}/stats")),
-            Some(MANAGER),
-            None,
-            None,
-        )
-        .await
-        .1,
-    );
+    let before = state(&c, &t).await;
 
     let big = format!(r#"{{"service":"{}"}}"#, "A".repeat(20_000));
     let cases: Vec<Case> = vec![
@@ -603,19 +612,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(bad_key.status().as_u16(), 400);
-    let after = (
-        board(&c, &t).await,
-        call(
-            &c,
-            "GET",
-            &t.url(&format!("{B}/stats")),
-            Some(MANAGER),
-            None,
-            None,
-        )
-        .await
-        .1,
-    );
+    let after = state(&c, &t).await;
     assert_eq!(before, after, "no bad request changed anything");
     // The booking for tomorrow is still there, unused.
     let (s, _) = call(

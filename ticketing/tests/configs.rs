@@ -12,7 +12,11 @@ fn shipped_ticketing_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let mut checked = 0;
     for dir in std::fs::read_dir(&root).unwrap().flatten() {
-        for file in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = file.file_name().to_string_lossy().to_string();
             if !(name.starts_with("ticketing") && name.ends_with(".yaml")) {
                 continue;
@@ -33,8 +37,18 @@ fn shipped_ticketing_configs_are_valid() {
                     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
                 }
             }
-            let out = Command::new(bin("ticketing")).arg("--check").arg("--config").arg(&copy).output().unwrap();
-            assert!(out.status.success(), "{}: {}", file.path().display(), String::from_utf8_lossy(&out.stderr));
+            let out = Command::new(bin("ticketing"))
+                .arg("--check")
+                .arg("--config")
+                .arg(&copy)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                file.path().display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             checked += 1;
         }
     }

@@ -44,7 +44,9 @@ pub async fn postgres_db(tag: &str) -> Option<String> {
         let name: String = row.get("datname");
         let pid = name.rsplit('_').next().unwrap_or("");
         if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut admin)
+                .await;
         }
     }
     let name = format!("twinport_{tag}_{}", std::process::id());
