@@ -418,7 +418,7 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn dir_with_tokens(tag: &str) -> std::path::PathBuf {

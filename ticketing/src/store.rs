@@ -744,3 +744,72 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn branch() -> Branch {
+        let text = crate::config::tests::GOOD;
+        let d = crate::config::tests::dir_with_tokens("store");
+        crate::config::parse(&d.join("t.yaml"), text)
+            .unwrap()
+            .branches["centrum"]
+            .clone()
+    }
+
+    fn warsaw(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> Millis {
+        chrono_tz::Europe::Warsaw
+            .with_ymd_and_hms(y, m, d, h, min, s)
+            .earliest()
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    /// Numbers restart at the branch's local midnight, on the days the
+    /// clocks change too, and a replayed key gives the first ticket.
+    #[tokio::test]
+    async fn numbers_restart_at_local_midnight_including_dst_days() {
+        let dir = std::env::temp_dir().join(format!("twinport-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let b = branch();
+        let a = IssueRequest::Service {
+            service: "A".into(),
+            priority_group: None,
+        };
+        let mut n = 0;
+        let mut issue = |at: Millis| {
+            n += 1;
+            let key = format!("k{n}");
+            let (store, b, a) = (store.clone(), b.clone(), a.clone());
+            async move { store.issue(&b, &a, &key, at).await.unwrap().0.display }
+        };
+        // Fall back (25 October 2026): 23:59:59 and 00:00:00 local.
+        assert_eq!(issue(warsaw(2026, 10, 24, 23, 59, 58)).await, "A001");
+        assert_eq!(issue(warsaw(2026, 10, 24, 23, 59, 59)).await, "A002");
+        assert_eq!(issue(warsaw(2026, 10, 25, 0, 0, 0)).await, "A001");
+        // The repeated hour (02:00-03:00 twice) is the same day.
+        assert_eq!(issue(warsaw(2026, 10, 25, 2, 30, 0)).await, "A002");
+        assert_eq!(issue(warsaw(2026, 10, 25, 23, 59, 59)).await, "A003");
+        assert_eq!(issue(warsaw(2026, 10, 26, 0, 0, 0)).await, "A001");
+        // Spring forward (29 March 2026).
+        assert_eq!(issue(warsaw(2026, 3, 29, 0, 0, 1)).await, "A001");
+        assert_eq!(issue(warsaw(2026, 3, 29, 3, 0, 0)).await, "A002");
+        assert_eq!(issue(warsaw(2026, 3, 30, 0, 0, 0)).await, "A001");
+        // 23:30 UTC on 25 November is already the 26th in Warsaw.
+        let utc = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 23, 30, 0)
+            .unwrap()
+            .timestamp_millis();
+        let t = store.issue(&b, &a, "utc", utc).await.unwrap().0;
+        assert_eq!((t.day.as_str(), t.display.as_str()), ("2026-11-26", "A001"));
+        let (again, replayed) = store.issue(&b, &a, "utc", utc + 5).await.unwrap();
+        assert!(replayed);
+        assert_eq!(again.id, t.id);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
