@@ -92,6 +92,13 @@ fn ticket(r: &AnyRow) -> std::result::Result<Ticket, sqlx::Error> {
     })
 }
 
+fn tickets(rows: &[AnyRow]) -> Result<Vec<Ticket>> {
+    Ok(rows
+        .iter()
+        .map(ticket)
+        .collect::<std::result::Result<_, _>>()?)
+}
+
 /// What a kiosk asks for: a service (with an optional priority group), or
 /// the check-in of a booking.
 #[derive(Debug, Clone)]
@@ -421,10 +428,7 @@ impl Store {
             .bind(day)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(ticket)
-            .collect::<std::result::Result<_, _>>()?)
+        tickets(&rows)
     }
 
     /// The most recently called tickets of `branch` (for boards).
@@ -434,10 +438,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(ticket)
-            .collect::<std::result::Result<_, _>>()?)
+        tickets(&rows)
     }
 
     /// The ticket a desk is handling (called or serving), if any, read
@@ -474,10 +475,7 @@ impl Store {
         .bind(&b.id)
         .fetch_all(&mut *tx)
         .await?;
-        let waiting: Vec<Ticket> = rows
-            .iter()
-            .map(ticket)
-            .collect::<std::result::Result<_, _>>()?;
+        let waiting = tickets(&rows)?;
         let rules: Vec<Waiting> = waiting
             .iter()
             .map(|t| Waiting {

@@ -11,6 +11,38 @@ use support::*;
 
 const B: &str = "/api/v1/branches/centrum";
 
+/// A desk's action in branch centrum.
+async fn desk(
+    c: &reqwest::Client,
+    t: &Ticketing,
+    desk: &str,
+    action: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    call(
+        c,
+        "POST",
+        &t.url(&format!("{B}/desks/{desk}/{action}")),
+        Some(DESK),
+        None,
+        body,
+    )
+    .await
+}
+
+/// A kiosk's request for a ticket in branch centrum, with its key.
+async fn kiosk(c: &reqwest::Client, t: &Ticketing, key: &str, body: &str) -> (u16, Value) {
+    call(
+        c,
+        "POST",
+        &t.url(&format!("{B}/tickets")),
+        Some(KIOSK),
+        Some(key),
+        Some(body),
+    )
+    .await
+}
+
 /// What a bad request must not change: the board and the statistics.
 async fn state(c: &reqwest::Client, t: &Ticketing) -> (Value, Value) {
     let stats = call(
@@ -39,50 +71,24 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     let issue = |service: &str| format!(r#"{{"service":"{service}"}}"#);
 
     // Kiosk: A001, then A002 with a priority group; the same key replays.
-    let (s, a1) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-1"),
-        Some(&issue("A")),
-    )
-    .await;
+    let (s, a1) = kiosk(&c, &t, "k-1", &issue("A")).await;
     assert_eq!((s, a1["display"].as_str()), (201, Some("A001")), "{a1}");
     assert_eq!(a1["position"], 0);
-    let (s, again) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-1"),
-        Some(&issue("B")),
-    )
-    .await;
+    let (s, again) = kiosk(&c, &t, "k-1", &issue("B")).await;
     assert_eq!(
         (s, &again["id"]),
         (200, &a1["id"]),
         "a replay returns the first ticket"
     );
-    let (_, a2) = call(
+    let (_, a2) = kiosk(
         &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-2"),
-        Some(r#"{"service":"A","priority_group":"disabled"}"#),
+        &t,
+        "k-2",
+        r#"{"service":"A","priority_group":"disabled"}"#,
     )
     .await;
     assert_eq!(a2["display"], "A002");
-    let (_, a3) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-3"),
-        Some(&issue("A")),
-    )
-    .await;
+    let (_, a3) = kiosk(&c, &t, "k-3", &issue("A")).await;
     assert_eq!(a3["position"], 2, "{a3}");
     assert!(a3["tracking_url"]
         .as_str()
@@ -107,15 +113,7 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     let first = next_event(&mut events).await;
     assert!(first.contains("event: board"), "{first}");
     let called_at = Instant::now();
-    let (s, called) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/1/call-next")),
-        Some(DESK),
-        None,
-        None,
-    )
-    .await;
+    let (s, called) = desk(&c, &t, "1", "call-next", None).await;
     assert_eq!(s, 200, "{called}");
     // The priority group's 15 min count as waiting: A002 goes first.
     assert_eq!(called["called"]["display"], "A002");
@@ -133,15 +131,7 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     assert!(ev.contains(r#""desk":"1""#), "{ev}");
 
     // Desk: a second call while A002 is open is refused; recall, start, finish.
-    let (s, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/1/call-next")),
-        Some(DESK),
-        None,
-        None,
-    )
-    .await;
+    let (s, v) = desk(&c, &t, "1", "call-next", None).await;
     assert_eq!(s, 409, "{v}");
     assert!(v["message"].as_str().unwrap().contains("still has A002"));
     for (action, status) in [
@@ -166,71 +156,23 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     }
     // A001 is called, then transferred to service C keeping its waiting
     // time; desk 2 (B, C) calls it before a newer C ticket.
-    let (_, c1) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-4"),
-        Some(&issue("C")),
-    )
-    .await;
-    let (_, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/1/call-next")),
-        Some(DESK),
-        None,
-        None,
-    )
-    .await;
+    let (_, c1) = kiosk(&c, &t, "k-4", &issue("C")).await;
+    let (_, v) = desk(&c, &t, "1", "call-next", None).await;
     assert_eq!(v["called"]["display"], "A001");
-    let (s, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/1/transfer")),
-        Some(DESK),
-        None,
-        Some(r#"{"service":"C"}"#),
-    )
-    .await;
+    let (s, v) = desk(&c, &t, "1", "transfer", Some(r#"{"service":"C"}"#)).await;
     assert_eq!(
         (s, v["service"].as_str(), v["status"].as_str()),
         (200, Some("C"), Some("waiting")),
         "{v}"
     );
-    let (_, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/2/call-next")),
-        Some(DESK),
-        None,
-        None,
-    )
-    .await;
+    let (_, v) = desk(&c, &t, "2", "call-next", None).await;
     assert_eq!(
         v["called"]["display"], "A001",
         "the transferred ticket kept its place: {v}"
     );
-    let (_, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/2/no-show")),
-        Some(DESK),
-        None,
-        None,
-    )
-    .await;
+    let (_, v) = desk(&c, &t, "2", "no-show", None).await;
     assert_eq!(v["status"], "no_show");
-    let (_, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/2/call-next")),
-        Some(DESK),
-        None,
-        None,
-    )
-    .await;
+    let (_, v) = desk(&c, &t, "2", "call-next", None).await;
     assert_eq!(v["called"]["display"], c1["display"]);
 
     // Tracking shows the state.
@@ -258,36 +200,18 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     .await;
     assert_eq!(s, 201, "{bk}");
     let code = bk["code"].as_str().unwrap();
-    let (s, b1) = call(
+    let (s, b1) = kiosk(
         &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-5"),
-        Some(&format!(r#"{{"booking_code":"{}"}}"#, code.to_lowercase())),
+        &t,
+        "k-5",
+        &format!(r#"{{"booking_code":"{}"}}"#, code.to_lowercase()),
     )
     .await;
     assert_eq!((s, b1["display"].as_str()), (201, Some("B001")), "{b1}");
-    let (s, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-6"),
-        Some(&format!(r#"{{"booking_code":"{code}"}}"#)),
-    )
-    .await;
+    let (s, v) = kiosk(&c, &t, "k-6", &format!(r#"{{"booking_code":"{code}"}}"#)).await;
     assert_eq!(s, 409, "a second check-in: {v}");
     // The booked visitor goes ahead of the older walk-in A003 at desk 1.
-    let (_, v) = call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/desks/1/call-next")),
-        Some(DESK),
-        None,
-        None,
-    )
-    .await;
+    let (_, v) = desk(&c, &t, "1", "call-next", None).await;
     assert_eq!(v["called"]["display"], "B001", "{v}");
 
     let (_, stats) = call(
@@ -371,15 +295,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let t = Ticketing::start(&dir, "a", None);
     let c = reqwest::Client::new();
     // One ticket and one booking for tomorrow exist beforehand.
-    call(
-        &c,
-        "POST",
-        &t.url(&format!("{B}/tickets")),
-        Some(KIOSK),
-        Some("k-0"),
-        Some(r#"{"service":"A"}"#),
-    )
-    .await;
+    kiosk(&c, &t, "k-0", r#"{"service":"A"}"#).await;
     let tomorrow = humantime::format_rfc3339_seconds(
         std::time::SystemTime::now() + Duration::from_secs(36 * 3600),
     )
