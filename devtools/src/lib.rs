@@ -27,6 +27,17 @@ pub fn write_dev_cert(dir: &Path, names: &[String]) -> anyhow::Result<(PathBuf, 
     Ok((cert, key))
 }
 
+/// Writes a secret (a token file) readable by its owner only, as an
+/// installer would; creates the directory.
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("the secret's directory");
+    }
+    std::fs::write(path, text).expect("write the secret");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

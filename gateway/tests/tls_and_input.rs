@@ -200,11 +200,8 @@ fn shipped_configs_are_valid() {
             std::fs::copy(k, &key).unwrap();
         }
         if let Some(token) = v["admin"].get("token_file") {
-            use std::os::unix::fs::PermissionsExt;
             let path = copy.parent().unwrap().join(token.as_str().unwrap());
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, "a-generated-token-0123456789\n").unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            devtools::write_secret(&path, "a-generated-token-0123456789\n");
         }
         let (code, text) = check(&copy);
         assert_eq!(code, Some(0), "{}: {text}", entry.display());

@@ -3,7 +3,6 @@
 //! mode 600; absolute paths are moved under a temporary directory).
 
 use devtools::{bin, TempDir};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,10 +35,10 @@ fn shipped_agent_configs_are_valid() {
         let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let tokens = [&v["control"]["token_file"], &v["gateway"]["token_file"]];
         for t in tokens.into_iter().filter_map(|t| t.as_str()) {
-            let path = copy.parent().unwrap().join(t);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, "a-generated-token-0123456789\n").unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            devtools::write_secret(
+                &copy.parent().unwrap().join(t),
+                "a-generated-token-0123456789\n",
+            );
         }
         let out = Command::new(bin("node-agent"))
             .arg("--check")

@@ -3,7 +3,6 @@
 //! absolute paths are moved under a temporary directory).
 
 use devtools::{bin, TempDir};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -32,9 +31,7 @@ fn shipped_ticketing_configs_are_valid() {
             for b in v["branches"].as_sequence().unwrap() {
                 for (i, (_, t)) in b["tokens"].as_mapping().unwrap().iter().enumerate() {
                     let p = copy.parent().unwrap().join(t.as_str().unwrap());
-                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                    std::fs::write(&p, format!("a-generated-token-{i}-0123456789\n")).unwrap();
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+                    devtools::write_secret(&p, &format!("a-generated-token-{i}-0123456789\n"));
                 }
             }
             let out = Command::new(bin("ticketing"))

@@ -168,11 +168,7 @@ impl Gateway {
         let admin = free_addr();
         let token = "test-token-0123456789abcdef".to_string();
         let token_file = dir.path().join("admin.token");
-        std::fs::write(&token_file, format!("{token}\n")).unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        devtools::write_secret(&token_file, &format!("{token}\n"));
         let audit = dir.path().join("audit.log");
         let https = o.https.then(free_addr);
         let (cert, key) = devtools::write_dev_cert(

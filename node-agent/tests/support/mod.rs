@@ -19,11 +19,6 @@ use std::time::{Duration, Instant};
 pub const GATEWAY_TOKEN: &str = "test-token-0123456789abcdef";
 pub const AGENT_TOKEN: &str = "agent-token-0123456789abcdef";
 
-fn write_private(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 /// A release directory holding an `app` script: `good` runs the demo node
 /// (reporting the release's version), otherwise it never opens its port.
 pub fn release(dir: &TempDir, version: &str, good: bool) -> PathBuf {
@@ -74,7 +69,7 @@ impl Twin {
             p("fail"),
             p("agent.log"),
         );
-        write_private(&dir.path().join("agent.token"), AGENT_TOKEN);
+        devtools::write_secret(&dir.path().join("agent.token"), AGENT_TOKEN);
         let yaml = format!(
             "node: {name}
 listen: {ready}

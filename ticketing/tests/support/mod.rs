@@ -5,7 +5,6 @@
 use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -71,9 +70,7 @@ pub fn write_tokens(dir: &TempDir) {
         ("other-desk", "other-desk-token-0123456789"),
         ("other-manager", "other-manager-token-0123456789"),
     ] {
-        let p = dir.path().join(format!("{f}.token"));
-        std::fs::write(&p, t).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        devtools::write_secret(&dir.path().join(format!("{f}.token")), t);
     }
 }
 
