@@ -568,3 +568,44 @@ async fn desk_events(
         async move { Ok(app.desk_view(app.branch(&b)?, &desk).await?) }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The OpenAPI document names every route of the router (and every
+    /// desk action), so it cannot fall behind the code unnoticed.
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let routes: Vec<&str> = include_str!("api.rs")
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .filter(|r| r.starts_with('/'))
+            .collect();
+        assert!(routes.len() >= 15, "{routes:?}");
+        let actions = [
+            "call-next",
+            "recall",
+            "start",
+            "finish",
+            "no-show",
+            "transfer",
+            "open",
+            "close",
+        ];
+        for r in routes {
+            match r.strip_suffix("/{action}") {
+                Some(desk) => {
+                    for a in actions {
+                        assert!(
+                            paths.contains_key(&format!("{desk}/{a}")),
+                            "{desk}/{a} is not documented"
+                        );
+                    }
+                }
+                None => assert!(paths.contains_key(r), "{r} is not documented"),
+            }
+        }
+    }
+}
