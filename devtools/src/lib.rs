@@ -38,6 +38,20 @@ pub fn write_secret(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
 
+/// Runs `<binary> --check --config <config>` (every Twinport binary takes
+/// it): its exit code and what it printed (stdout, then stderr).
+pub fn check_config(binary: &str, config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(bin(binary))
+        .arg("--check")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

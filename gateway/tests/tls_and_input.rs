@@ -105,15 +105,7 @@ async fn malformed_http_gets_a_4xx_and_the_gateway_keeps_serving() {
 }
 
 fn check(config: &std::path::Path) -> (Option<i32>, String) {
-    let out = Command::new(bin("gateway"))
-        .arg("--check")
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code(), text)
+    devtools::check_config("gateway", config)
 }
 
 #[test]

@@ -470,14 +470,8 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "    interval: 1ms\n    timeout: 250ms",
     );
     std::fs::write(&bad, text).unwrap();
-    let out = Command::new(bin("node-agent"))
-        .arg("--config")
-        .arg(&bad)
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = devtools::check_config("node-agent", &bad);
+    assert_eq!(code, Some(64));
     assert!(
         err.contains("bad-agent.yaml: invalid configuration"),
         "{err}"
@@ -486,11 +480,5 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         err.contains("probes[0].interval (line 15): 1ms is too short (at least 50ms)"),
         "{err}"
     );
-    let out = Command::new(bin("node-agent"))
-        .arg("--config")
-        .arg(&a.config)
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    assert_eq!(devtools::check_config("node-agent", &a.config).0, Some(0));
 }

@@ -2,9 +2,8 @@
 //! once the token files it names exist (written as an installer would,
 //! mode 600; absolute paths are moved under a temporary directory).
 
-use devtools::{bin, TempDir};
+use devtools::TempDir;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn agent_configs(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -40,17 +39,7 @@ fn shipped_agent_configs_are_valid() {
                 "a-generated-token-0123456789\n",
             );
         }
-        let out = Command::new(bin("node-agent"))
-            .arg("--check")
-            .arg("--config")
-            .arg(&copy)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, text) = devtools::check_config("node-agent", &copy);
+        assert_eq!(code, Some(0), "{}: {text}", file.display());
     }
 }

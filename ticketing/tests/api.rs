@@ -139,15 +139,7 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
         ("start", "serving"),
         ("finish", "done"),
     ] {
-        let (s, v) = call(
-            &c,
-            "POST",
-            &t.url(&format!("{B}/desks/1/{action}")),
-            Some(DESK),
-            None,
-            None,
-        )
-        .await;
+        let (s, v) = desk(&c, &t, "1", action, None).await;
         assert_eq!(
             (s, v["status"].as_str()),
             (200, Some(status)),
@@ -550,14 +542,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             .replace("time_zone: Europe/Warsaw", "time_zone: Europe/Atlantis"),
     )
     .unwrap();
-    let out = std::process::Command::new(devtools::bin("ticketing"))
-        .arg("--check")
-        .arg("--config")
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = devtools::check_config("ticketing", &bad);
+    assert_eq!(code, Some(64));
     assert!(
         err.contains("bad.yaml: invalid configuration")
             && err.contains("branches[0].time_zone (line 9): `Europe/Atlantis`"),

@@ -2,9 +2,8 @@
 //! the token files it names exist (written as an installer would, mode 600;
 //! absolute paths are moved under a temporary directory).
 
-use devtools::{bin, TempDir};
+use devtools::TempDir;
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn shipped_ticketing_configs_are_valid() {
@@ -34,18 +33,8 @@ fn shipped_ticketing_configs_are_valid() {
                     devtools::write_secret(&p, &format!("a-generated-token-{i}-0123456789\n"));
                 }
             }
-            let out = Command::new(bin("ticketing"))
-                .arg("--check")
-                .arg("--config")
-                .arg(&copy)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}: {}",
-                file.path().display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let (code, text) = devtools::check_config("ticketing", &copy);
+            assert_eq!(code, Some(0), "{}: {text}", file.path().display());
             checked += 1;
         }
     }
