@@ -120,6 +120,15 @@ pub enum Cause {
 }
 
 impl Cause {
+    pub const ALL: [Cause; 6] = [
+        Cause::HealthCheck,
+        Cause::Passive,
+        Cause::Draining,
+        Cause::Failback,
+        Cause::Operator,
+        Cause::Initial,
+    ];
+
     /// Unplanned causes are failovers; the rest are planned moves.
     pub fn is_failure(self) -> bool {
         matches!(self, Cause::HealthCheck | Cause::Passive)

@@ -4,6 +4,7 @@
 //! pingora's own tooling reads. Per-request paths never look a label set
 //! up: each node holds its own counter handles (see [`crate::node`]).
 
+use crate::failover::Cause;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -29,7 +30,31 @@ pub struct Metrics {
     pub sessions_cut: IntCounterVec,
     pub dns_resolutions: IntCounterVec,
     pub role_changes: IntCounterVec,
+    pub tls_handshakes: IntCounterVec,
+    pub certificate_expiry: IntGaugeVec,
 }
+
+/// Every `kind` of `twinport_passive_failures_total` (see `proxy.rs`).
+pub const PASSIVE_KINDS: [&str; 6] = [
+    "connect_refused",
+    "connect_timeout",
+    "connect_error",
+    "timeout",
+    "connection_reset",
+    "protocol_error",
+];
+
+/// Every `reason` of `twinport_retries_total` (see `proxy.rs`).
+pub const RETRY_REASONS: [&str; 8] = [
+    "connect_refused",
+    "connect_timeout",
+    "connect_error",
+    "timeout",
+    "node_down",
+    "stale_keepalive",
+    "connection_reset",
+    "protocol_error",
+];
 
 /// Latency buckets from 1 ms to 30 s: the interesting range for a portal.
 const BUCKETS: &[f64] = &[
@@ -37,7 +62,7 @@ const BUCKETS: &[f64] = &[
 ];
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    Metrics {
+    let m = Metrics {
     requests: register_int_counter_vec!(
         "twinport_requests_total",
         "Requests answered by the gateway, by the node that answered (none: no node could) and status class",
@@ -128,7 +153,38 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"]
     )
     .expect("metric registers once"),
-}
+    tls_handshakes: register_int_counter_vec!(
+        "twinport_tls_handshakes_total",
+        "TLS handshakes on the HTTPS listener by stage: started (connection accepted) and completed; started minus completed is failed or still running",
+        &["stage"]
+    )
+    .expect("metric registers once"),
+    certificate_expiry: register_int_gauge_vec!(
+        "twinport_tls_certificate_expiry_timestamp_seconds",
+        "Unix time at which the certificate in force on the listener expires (notAfter of its leaf)",
+        &["listener"]
+    )
+    .expect("metric registers once"),
+};
+    // Every series whose label values are known in advance exists from the
+    // start with 0, so that rate() and alerts see the first event and
+    // dashboards show 0 rather than "no data".
+    for cause in Cause::ALL {
+        m.role_changes.with_label_values(&[cause.as_str()]);
+        if cause.is_failure() {
+            m.failovers.with_label_values(&[cause.as_str()]);
+        }
+    }
+    for reason in RETRY_REASONS {
+        m.retries.with_label_values(&[reason]);
+    }
+    for result in ["ok", "failed"] {
+        m.config_reloads.with_label_values(&[result]);
+    }
+    for stage in ["started", "completed"] {
+        m.tls_handshakes.with_label_values(&[stage]);
+    }
+    m
 });
 
 pub fn metrics() -> &'static Metrics {

@@ -6,7 +6,7 @@
 //! upstream connections that are open to it right now.
 
 use crate::config::{GatewayConfig, NodeConfig};
-use crate::metrics::{metrics, CODE_CLASSES};
+use crate::metrics::{metrics, CODE_CLASSES, PASSIVE_KINDS};
 use pingora::upstreams::peer::HttpPeer;
 use prometheus::{Histogram, IntCounter, IntGauge};
 use std::net::SocketAddr;
@@ -71,6 +71,10 @@ impl NodeRuntime {
         peer.options.write_timeout = Some(t.write);
         peer.options.idle_timeout = Some(t.upstream_idle);
         let name = node.name.as_str();
+        for kind in PASSIVE_KINDS {
+            m.passive_failures.with_label_values(&[name, kind]);
+        }
+        m.sessions_cut.with_label_values(&[name]);
         NodeRuntime {
             index,
             name: node.name.clone(),

@@ -12,7 +12,7 @@ use crate::health::Checker;
 use crate::metrics::MetricsApp;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
-use crate::tls::CertResolver;
+use crate::tls::{CertResolver, HandshakeCounter};
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -207,12 +207,15 @@ pub fn run(
         proxy.add_tcp(&addr.to_string());
     }
     if let (Some(https), Some(resolver)) = (&config.listeners.https, cert) {
-        let mut tls = TlsSettings::intermediate("", "")?;
+        let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeCounter))?;
         tls.set_cert_resolver(resolver);
         if https.http2 {
             tls.enable_h2();
         }
         proxy.add_tls_with_settings(&https.address.to_string(), None, tls);
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(HandshakeCounter));
     }
     server.add_service(proxy);
 

@@ -6,7 +6,11 @@
 //! [`CertifiedKey`] from an `ArcSwap`, so a new certificate can be put in
 //! place for new handshakes without touching the listening socket.
 
+use crate::metrics::metrics;
 use arc_swap::ArcSwap;
+use pingora::listeners::{PreTlsProcess, TlsAccept};
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::tls::TlsRef;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -70,6 +74,55 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
     })
 }
 
+/// The Unix time at which the leaf certificate of `key` expires, or `None`
+/// if its DER cannot be read (rustls accepted it, so this is unexpected).
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Exports the expiry of the certificate now in force.
+fn export_expiry(key: &CertifiedKey) {
+    let gauge = metrics().certificate_expiry.with_label_values(&["https"]);
+    match not_after(key) {
+        Some(t) => gauge.set(t),
+        None => tracing::warn!("cannot read the certificate's expiry date for the metric"),
+    }
+}
+
+/// Counts the HTTPS listener's handshakes: `started` for every accepted
+/// connection (pingora's pre-TLS hook), `completed` after a successful
+/// handshake. Pingora has no hook for a failed handshake, so failures are
+/// `started - completed` (handshakes still running count there for the
+/// few milliseconds they take).
+pub struct HandshakeCounter;
+
+#[async_trait::async_trait]
+impl PreTlsProcess for HandshakeCounter {
+    async fn process(&self, _stream: &mut L4Stream) -> pingora::Result<()> {
+        metrics()
+            .tls_handshakes
+            .with_label_values(&["started"])
+            .inc();
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl TlsAccept for HandshakeCounter {
+    async fn handshake_complete_callback(
+        &self,
+        _tls: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        metrics()
+            .tls_handshakes
+            .with_label_values(&["completed"])
+            .inc();
+        None
+    }
+}
+
 /// Serves the current certificate to every new handshake.
 #[derive(Debug)]
 pub struct CertResolver {
@@ -78,6 +131,7 @@ pub struct CertResolver {
 
 impl CertResolver {
     pub fn new(key: Arc<CertifiedKey>) -> Self {
+        export_expiry(&key);
         CertResolver {
             current: ArcSwap::new(key),
         }
@@ -86,6 +140,7 @@ impl CertResolver {
     /// Puts a new certificate in place for handshakes that start from now on;
     /// connections already established keep theirs.
     pub fn replace(&self, key: Arc<CertifiedKey>) {
+        export_expiry(&key);
         self.current.store(key);
     }
 }
@@ -110,6 +165,20 @@ mod tests {
         let d = std::env::temp_dir().join(format!("twinport-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_leaf() {
+        let d = tempdir("expiry");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let c = write(&d, "c.pem", &cert.pem());
+        let k = write(&d, "k.pem", &key.serialize_pem());
+        let ck = load_certified_key(&c, &k).unwrap();
+        // 2031-05-17T00:00:00Z
+        assert_eq!(not_after(&ck), Some(1_936_742_400));
     }
 
     #[test]
