@@ -4,6 +4,9 @@
 use crate::state::State;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+/// Every `result` of `twinport_agent_upgrades_total`.
+pub const UPGRADE_RESULTS: [&str; 4] = ["succeeded", "rolled_back", "rollback_failed", "aborted"];
+
 pub struct Metrics {
     pub registry: Registry,
     /// 1 for the node's current state.
@@ -96,6 +99,11 @@ impl Metrics {
             registry,
         };
         m.set_state(State::Starting);
+        // Every result exists from the start, so that the first rollback
+        // is an increase that rate() and alerts see.
+        for result in UPGRADE_RESULTS {
+            m.upgrades.with_label_values(&[result]);
+        }
         m
     }
 

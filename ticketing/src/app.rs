@@ -253,16 +253,27 @@ impl App {
         Ok(json!({"branch": b.id, "day": day, "services": services, "per_hour": per_hour}))
     }
 
-    /// Refreshes the `waiting` gauge of every service of `b`.
+    /// Refreshes the gauges of `b` read from the store: waiting visitors
+    /// and the longest wait per service, open desks.
     pub async fn refresh_gauges(&self, b: &Branch) -> Result<(), StoreError> {
         let waiting = self.store.waiting_counts(&b.id).await?;
+        let oldest = self.store.oldest_waiting(&b.id).await?;
+        let now = chrono::Utc::now().timestamp_millis();
         for s in &b.services {
+            let l = [b.id.as_str(), s.prefix.as_str()];
             let n = waiting.get(&s.prefix).copied().unwrap_or(0);
-            self.metrics
-                .waiting
-                .with_label_values(&[&b.id, &s.prefix])
-                .set(n as i64);
+            self.metrics.waiting.with_label_values(&l).set(n as i64);
+            let longest = oldest
+                .get(&s.prefix)
+                .map(|since| (now - since).max(0) / 1000)
+                .unwrap_or(0);
+            self.metrics.longest_wait.with_label_values(&l).set(longest);
         }
+        let open = self.store.open_desks(&b.id).await?.len();
+        self.metrics
+            .desks_open
+            .with_label_values(&[&b.id])
+            .set(open as i64);
         Ok(())
     }
 }

@@ -45,8 +45,12 @@ pub async fn serve(
         .keys()
         .map(|b| (b.clone(), tokio::sync::broadcast::channel(16).0))
         .collect::<HashMap<_, _>>();
+    let metrics = metrics::Metrics::new(&config.node);
+    for b in config.branches.values() {
+        metrics.init_branch(b);
+    }
     let app = Arc::new(app::App {
-        metrics: metrics::Metrics::new(&config.node),
+        metrics,
         store,
         changes,
         config,

@@ -1,5 +1,6 @@
 //! The service's Prometheus metrics (prefix `twinport_ticketing_`).
 
+use crate::config::Branch;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
@@ -9,6 +10,9 @@ pub struct Metrics {
     pub wait_seconds: HistogramVec,
     pub calls: IntCounterVec,
     pub no_shows: IntCounterVec,
+    pub desks_open: IntGaugeVec,
+    pub wait_target: IntGaugeVec,
+    pub longest_wait: IntGaugeVec,
 }
 
 impl Metrics {
@@ -63,8 +67,58 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            desks_open: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("desks_open", "Desks open now"),
+                    &["branch"],
+                )
+                .unwrap(),
+            ),
+            wait_target: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "wait_target_seconds",
+                        "The service's target waiting time (configuration)",
+                    ),
+                    &["branch", "service"],
+                )
+                .unwrap(),
+            ),
+            longest_wait: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "longest_wait_seconds",
+                        "How long the visitor who has waited longest has waited so far (0: nobody waits)",
+                    ),
+                    &["branch", "service"],
+                )
+                .unwrap(),
+            ),
             registry,
         }
+    }
+
+    /// Creates every series of the branch's services and desks with 0, so
+    /// that rates and alerts see the first ticket, and sets the targets.
+    pub fn init_branch(&self, b: &Branch) {
+        for s in &b.services {
+            let l = [b.id.as_str(), s.prefix.as_str()];
+            self.issued.with_label_values(&l);
+            self.no_shows.with_label_values(&l);
+            self.wait_seconds.with_label_values(&l);
+            self.waiting.with_label_values(&l);
+            self.longest_wait.with_label_values(&l);
+            self.wait_target
+                .with_label_values(&l)
+                .set(s.target_wait.as_secs() as i64);
+        }
+        for d in &b.desks {
+            self.calls.with_label_values(&[&b.id, &d.id]);
+        }
+        self.desks_open.with_label_values(&[&b.id]);
     }
 
     pub fn render(&self) -> String {

@@ -421,6 +421,21 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// Per service, since when (ms) the visitor who has waited longest waits.
+    pub async fn oldest_waiting(
+        &self,
+        branch: &str,
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT service, MIN(queued_since) AS since FROM tickets WHERE branch = $1 AND status = 'waiting' GROUP BY service")
+            .bind(branch)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("service")?, r.try_get::<i64, _>("since")?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// How many of the same service wait before `t`.
     pub async fn ahead_of(&self, t: &Ticket) -> Result<usize> {
         let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tickets WHERE branch = $1 AND service = $2 AND status = 'waiting' AND (queued_since < $3 OR (queued_since = $4 AND id < $5))")
