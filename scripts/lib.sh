@@ -30,12 +30,14 @@ ensure_cargo() {
 }
 
 # What the tests need beyond the build: Debian's headless Chromium and its
-# WebDriver (the status-page test) and curl.
+# WebDriver (the status-page test), curl, and Debian's Prometheus with
+# promtool (the dashboards' rule checks and the real-Prometheus test).
 ensure_test_deps() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi

@@ -219,11 +219,20 @@ pub fn read_json_lines(path: &Path) -> Vec<Value> {
 /// The gateway, and behind it two twins with agents linked to its admin
 /// API; returns once the gateway sees both up. Primary: a.
 pub async fn appliance(tag: &str, upgrade_yaml: &str) -> (TempDir, Twin, Twin, Gateway) {
+    appliance_with(tag, upgrade_yaml, &GwOpts::default()).await
+}
+
+/// [`appliance`] with the gateway started with `opts` (HTTPS, mode…).
+pub async fn appliance_with(
+    tag: &str,
+    upgrade_yaml: &str,
+    opts: &GwOpts,
+) -> (TempDir, Twin, Twin, Gateway) {
     let dir = TempDir::new(tag);
     let addrs = [(free_addr(), free_addr()), (free_addr(), free_addr())];
     let targets = [("a", addrs[0]), ("b", addrs[1])]
         .map(|(n, (app, ready))| (n.to_string(), app.to_string(), ready.to_string()));
-    let gw = Gateway::start_with(&dir, targets, &GwOpts::default(), "");
+    let gw = Gateway::start_with(&dir, targets, opts, "");
     let a = Twin::start(&dir, "a", addrs[0], gw.admin, upgrade_yaml);
     let b = Twin::start(&dir, "b", addrs[1], gw.admin, upgrade_yaml);
     for n in ["a", "b"] {
