@@ -244,6 +244,7 @@ async fn every_dashboard_and_alert_expression_returns_data_from_the_real_applian
     let https = gw.https.expect("https listener");
     let tls = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(0) // a handshake per request
         .build()
         .unwrap();
     for _ in 0..5 {
@@ -263,6 +264,24 @@ async fn every_dashboard_and_alert_expression_returns_data_from_the_real_applian
         let mut buf = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
     }
+
+    let started_tls = gw
+        .metric("twinport_tls_handshakes_total{stage=\"started\"}")
+        .await
+        .unwrap();
+    let completed_tls = gw
+        .metric("twinport_tls_handshakes_total{stage=\"completed\"}")
+        .await
+        .unwrap();
+    assert!(
+        completed_tls >= 5.0 && started_tls >= completed_tls + 1.0,
+        "handshakes started {started_tls}, completed {completed_tls}"
+    );
+    let expiry = gw
+        .metric("twinport_tls_certificate_expiry_timestamp_seconds{listener=\"https\"}")
+        .await
+        .unwrap();
+    assert!(expiry > unix_now(), "certificate expiry {expiry}");
 
     // Tickets: four issued, desk 1 opens, calls two, one a no-show.
     let c = reqwest::Client::new();
@@ -296,21 +315,32 @@ async fn every_dashboard_and_alert_expression_returns_data_from_the_real_applian
     let (s, v) = gw.admin_call("POST", "/v1/config/reload", None).await;
     assert_eq!(s, 200, "{v}");
 
-    // A failover: a's readiness fails, the gateway moves traffic to b.
-    std::fs::write(&a.fail_marker, "").unwrap();
-    assert!(wait_gateway_health(&gw, "a", "down", Duration::from_secs(10)).await);
-    std::fs::remove_file(&a.fail_marker).unwrap();
-    assert!(wait_gateway_health(&gw, "a", "up", Duration::from_secs(10)).await);
+    // A failover: the primary's readiness fails (either twin may have
+    // become primary, whichever was ready first), the gateway moves
+    // traffic to its twin.
+    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
+    let (primary, other) = if status["primary"] == "a" {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert_eq!(status["primary"], primary.name.as_str(), "{status}");
+    std::fs::write(&primary.fail_marker, "").unwrap();
+    assert!(wait_gateway_health(&gw, &primary.name, "down", Duration::from_secs(10)).await);
+    std::fs::remove_file(&primary.fail_marker).unwrap();
+    assert!(wait_gateway_health(&gw, &primary.name, "up", Duration::from_secs(10)).await);
+    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(status["primary"], other.name.as_str(), "{status}");
 
-    // An upgrade of a (now the standby) to a release that never gets
-    // ready: rolled back.
+    // An upgrade of the failed node (now the standby) to a release that
+    // never gets ready: rolled back.
     let bad = release(&dir, "2.0.0", false);
     let body = serde_json::json!({"release": bad, "version": "2.0.0"}).to_string();
-    let (s, v) = a.call("POST", "/v1/upgrade", Some(&body)).await;
+    let (s, v) = primary.call("POST", "/v1/upgrade", Some(&body)).await;
     assert_eq!(s, 202, "{v}");
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = a.status().await;
+        let s = primary.status().await;
         if s["upgrade"]["result"] == "rolled_back" {
             break;
         }
