@@ -150,7 +150,11 @@ impl Reloader {
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => { let _ = self.reload("SIGHUP").await; }
+                _ = hup.recv() => {
+                    twinport_ops::systemd::reloading();
+                    let _ = self.reload("SIGHUP").await;
+                    twinport_ops::systemd::ready();
+                }
                 _ = shutdown.changed() => return,
             }
         }

@@ -54,6 +54,8 @@ struct ControlPlane {
     reloader: Arc<Reloader>,
     audit: Option<Arc<AuditLog>>,
     admin_addr: Option<std::net::SocketAddr>,
+    /// The proxy listeners; systemd hears READY=1 once all accept.
+    serving: Vec<std::net::SocketAddr>,
 }
 
 #[async_trait]
@@ -74,6 +76,8 @@ impl BackgroundService for ControlPlane {
             ));
         }
         tokio::spawn(self.reloader.clone().on_sighup(shutdown.clone()));
+        tokio::spawn(twinport_ops::systemd::watchdog());
+        tokio::spawn(notify_ready_when_serving(self.serving.clone()));
         tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
         if let (Some(addr), Some(audit)) = (self.admin_addr, self.audit.clone()) {
             match admin::bind(addr) {
@@ -106,6 +110,29 @@ fn write_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot write the pid file {}: {e}", path.display()))
 }
 
+/// Tells systemd the gateway is ready once every proxy listener accepts
+/// connections (pingora binds them, or receives them from the process it
+/// replaces, in its own time).
+async fn notify_ready_when_serving(listeners: Vec<std::net::SocketAddr>) {
+    for addr in listeners {
+        // A wildcard listener is reached through loopback.
+        let target = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+            }
+            _ => addr,
+        };
+        while tokio::net::TcpStream::connect(target).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    info!("serving: every listener accepts connections");
+    twinport_ops::systemd::ready();
+}
+
 /// Marks the process as leaving as soon as pingora starts handing its
 /// sockets to a new process (SIGQUIT) or stopping (SIGTERM), so that
 /// responses from then on close their connections (see `Shared::leaving`).
@@ -132,6 +159,7 @@ fn watch_leaving(server: &Server, shared: Arc<Shared>) {
                         ?phase,
                         "leaving: closing downstream connections after each response"
                     );
+                    twinport_ops::systemd::stopping();
                     shared
                         .leaving
                         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -238,6 +266,12 @@ pub fn run(
         shared,
         audit,
         admin_addr: config.listeners.admin,
+        serving: config
+            .listeners
+            .http
+            .into_iter()
+            .chain(config.listeners.https.as_ref().map(|h| h.address))
+            .collect(),
     };
     server.add_service(background_service("twinport control plane", control));
     watch_leaving(&server, shared_for_phase);

@@ -51,6 +51,9 @@ struct Inner {
 
 pub struct Agent {
     pub config: AgentConfig,
+    /// The control API's token and the gateway's: from the config at
+    /// start, re-read from their files on SIGHUP ([`Agent::reload_tokens`]).
+    pub tokens: ArcSwap<Tokens>,
     pub metrics: Metrics,
     pub supervisor: Supervisor,
     pub store: Store,
@@ -64,7 +67,41 @@ pub struct Agent {
     pub upgrade_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// The secrets the agent holds, re-read on SIGHUP.
+pub struct Tokens {
+    pub control: std::sync::Arc<[u8]>,
+    pub gateway: Option<std::sync::Arc<[u8]>>,
+}
+
+impl Tokens {
+    fn of(config: &AgentConfig) -> Tokens {
+        Tokens {
+            control: config.control.token.clone(),
+            gateway: config.gateway.as_ref().map(|g| g.token.clone()),
+        }
+    }
+}
+
 impl Agent {
+    /// Re-reads the token files named by the config file at `path`. The
+    /// file is validated whole first; if it is invalid nothing changes.
+    /// Other settings are not applied: the answer says whether any differ
+    /// from those running (they take effect at the next restart).
+    pub fn reload_tokens(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<bool, twinport_ops::config::ConfigError> {
+        let new = crate::config::load(path)?;
+        // Debug output leaves token contents out (redacted).
+        let other_changes = format!("{:?}", new) != format!("{:?}", self.config);
+        let mut tokens = Tokens::of(&new);
+        if self.config.gateway.is_none() {
+            tokens.gateway = None;
+        }
+        self.tokens.store(std::sync::Arc::new(tokens));
+        Ok(other_changes)
+    }
+
     /// Builds the agent for the release `current` points at (the app is
     /// started by [`Agent::start`]).
     pub fn new(config: AgentConfig, version: String, audit: AuditLog) -> Arc<Agent> {
@@ -81,6 +118,7 @@ impl Agent {
             .map(|p| Tracker::new(p.rise, p.fall))
             .collect();
         let agent = Arc::new(Agent {
+            tokens: ArcSwap::from_pointee(Tokens::of(&config)),
             store: Store::new(&config.state_dir),
             metrics,
             supervisor,

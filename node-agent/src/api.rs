@@ -106,14 +106,8 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
-    twinport_ops::http::authorize_and_audit(
-        Some(&a.config.control.token),
-        &a.audit,
-        caller,
-        req,
-        next,
-    )
-    .await
+    let token = a.tokens.load().control.clone();
+    twinport_ops::http::authorize_and_audit(Some(&token), &a.audit, caller, req, next).await
 }
 
 async fn status(State(a): State<St>) -> Response {

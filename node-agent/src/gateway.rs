@@ -13,8 +13,9 @@ pub struct Traffic {
     pub inflight: i64,
 }
 
-/// Reads the node's traffic from the gateway's status.
-pub async fn node_traffic(link: &GatewayLink, node: &str) -> Result<Traffic, String> {
+/// Reads the node's traffic from the gateway's status, with `token` (the
+/// link's, as last read from its file).
+pub async fn node_traffic(link: &GatewayLink, token: &[u8], node: &str) -> Result<Traffic, String> {
     let url = link.admin.join("/v1/status").map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -22,7 +23,7 @@ pub async fn node_traffic(link: &GatewayLink, node: &str) -> Result<Traffic, Str
         .map_err(|e| e.to_string())?;
     let resp = client
         .get(url.clone())
-        .bearer_auth(String::from_utf8_lossy(&link.token))
+        .bearer_auth(String::from_utf8_lossy(token))
         .send()
         .await
         .map_err(|e| format!("gateway {url}: {e}"))?;

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Some(Cmd::Install { release, version }) => install(&config, &release, &version),
-        None => run(config),
+        None => run(config, args.config.clone()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,7 +84,7 @@ fn install(
     Ok(())
 }
 
-fn run(config: node_agent::config::AgentConfig) -> anyhow::Result<()> {
+fn run(config: node_agent::config::AgentConfig, path: PathBuf) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let readiness = tokio::net::TcpListener::bind(config.listen)
@@ -98,6 +98,6 @@ fn run(config: node_agent::config::AgentConfig) -> anyhow::Result<()> {
                     config.control.listen
                 )
             })?;
-        node_agent::serve(config, readiness, control, cli::terminate()).await
+        node_agent::serve(config, path, readiness, control, cli::terminate()).await
     })
 }

@@ -286,7 +286,13 @@ impl Upgrade {
         };
         let end = tokio::time::Instant::now() + u.drain_timeout;
         loop {
-            let last = match gateway::node_traffic(link, &agent.config.node).await {
+            let token = agent
+                .tokens
+                .load()
+                .gateway
+                .clone()
+                .unwrap_or_else(|| link.token.clone());
+            let last = match gateway::node_traffic(link, &token, &agent.config.node).await {
                 Ok(t) if !t.routed && t.inflight == 0 => {
                     return Ok(
                         "the gateway routes nothing to the node and has 0 requests in flight"

@@ -10,6 +10,7 @@
 //! - [`http`]: JSON errors and the token-and-audit guard of control APIs;
 //! - [`metrics`]: Prometheus registries named `twinport_<subsystem>_*`;
 //! - [`cli`]: config loading with `--check` and exit code 64, the stop signals;
+//! - [`systemd`]: readiness, reload and stop notifications and the watchdog;
 //! - [`timestamp`]: the one time format of logs, status and audit.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod http;
 pub mod locate;
 pub mod logging;
 pub mod metrics;
+pub mod systemd;
 pub mod token;
 
 use std::time::SystemTime;

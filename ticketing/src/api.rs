@@ -124,7 +124,8 @@ fn authorize<'a>(
 ) -> Result<&'a Branch, ApiError> {
     let b = app.branch(branch)?;
     let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let t = &b.tokens;
+    let tokens = app.tokens.load();
+    let t = &tokens[&b.id];
     let want = match role {
         Role::Kiosk => &t.kiosk,
         Role::Desk => &t.desk,
@@ -133,8 +134,8 @@ fn authorize<'a>(
     if twinport_ops::token::authorized(want, auth) {
         return Ok(b);
     }
-    let known = app.config.branches.values().any(|b| {
-        [&b.tokens.kiosk, &b.tokens.desk, &b.tokens.manager]
+    let known = tokens.values().any(|t| {
+        [&t.kiosk, &t.desk, &t.manager]
             .into_iter()
             .any(|t| twinport_ops::token::authorized(t, auth))
     });

@@ -4,7 +4,7 @@
 //! show the same thing.
 
 use crate::calendar::{day_of, now_ms, Millis};
-use crate::config::{Branch, Config, Service};
+use crate::config::{Branch, Config, Service, Tokens};
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::store::{Store, StoreError, Ticket};
@@ -13,9 +13,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::broadcast;
+use twinport_ops::config::ConfigError;
 
 pub struct App {
     pub config: Config,
+    /// The branches' tokens: from the config at start, re-read on SIGHUP.
+    pub tokens: arc_swap::ArcSwap<BTreeMap<String, Tokens>>,
     pub store: Store,
     pub metrics: Metrics,
     /// Per branch: a message after every change seen in the store.
@@ -53,6 +56,41 @@ impl App {
             .branches
             .get(id)
             .ok_or_else(|| StoreError::NotFound(format!("no branch `{id}`")))
+    }
+
+    /// Every branch's tokens, as the config holds them.
+    pub fn tokens_of(config: &Config) -> BTreeMap<String, Tokens> {
+        config
+            .branches
+            .iter()
+            .map(|(id, b)| (id.clone(), b.tokens.clone()))
+            .collect()
+    }
+
+    /// Re-reads the token files named by the config file at `path`
+    /// (SIGHUP). The file is validated whole first; if it is invalid,
+    /// nothing changes. Settings other than tokens are not applied: the
+    /// answer says whether any differ from those running (they take effect
+    /// at the next restart).
+    pub fn reload_tokens(&self, path: &std::path::Path) -> Result<bool, ConfigError> {
+        let new = crate::config::load(path)?;
+        // Debug output leaves token contents out (Tokens redacts them).
+        let settings = |c: &Config| {
+            format!(
+                "{} {} {} {} {} {:?}",
+                c.node, c.listen, c.database, c.max_connections, c.public_url, c.branches
+            )
+        };
+        let other_changes = settings(&new) != settings(&self.config);
+        let mut tokens = Self::tokens_of(&self.config);
+        for (id, t) in Self::tokens_of(&new) {
+            // A branch added in the file needs a restart, like any setting.
+            if let Some(slot) = tokens.get_mut(&id) {
+                *slot = t;
+            }
+        }
+        self.tokens.store(std::sync::Arc::new(tokens));
+        Ok(other_changes)
     }
 
     /// Mean service time of `s` (ms): measured today, else configured.

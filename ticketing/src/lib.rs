@@ -33,9 +33,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 /// Connects the store (migrating it), then serves on `listener` until
-/// `shutdown` resolves.
+/// `shutdown` resolves. `config_path` is the file `config` came from: a
+/// SIGHUP re-reads its token files. Readiness, reloads, the watchdog and
+/// the stop are reported to systemd when it started the service.
 pub async fn serve(
     config: config::Config,
+    config_path: std::path::PathBuf,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ pub async fn serve(
         metrics.init_branch(b);
     }
     let app = Arc::new(app::App {
+        tokens: arc_swap::ArcSwap::from_pointee(app::App::tokens_of(&config)),
         metrics,
         store,
         changes,
@@ -62,8 +66,37 @@ pub async fn serve(
         branches = app.config.branches.len(),
         "ticketing serving"
     );
+    tokio::spawn(reload_on_sighup(app.clone(), config_path));
+    tokio::spawn(twinport_ops::systemd::watchdog());
+    twinport_ops::systemd::ready();
     axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async {
+            shutdown.await;
+            twinport_ops::systemd::stopping();
+        })
         .await?;
     Ok(())
+}
+
+/// SIGHUP: re-read the token files (see [`app::App::reload_tokens`]).
+async fn reload_on_sighup(app: Arc<app::App>, path: std::path::PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot handle SIGHUP");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        twinport_ops::systemd::reloading();
+        match app.reload_tokens(&path) {
+            Ok(false) => tracing::info!(file = %path.display(), "SIGHUP: token files re-read"),
+            Ok(true) => tracing::warn!(
+                file = %path.display(),
+                "SIGHUP: token files re-read; other settings in the file differ from those running and take effect at the next restart"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the configuration is invalid, nothing changed")
+            }
+        }
+        twinport_ops::systemd::ready();
+    }
 }

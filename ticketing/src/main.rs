@@ -43,11 +43,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let path = args.config.clone();
     let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (listen): {e}", config.listen))?;
-        ticketing::serve(config, listener, cli::terminate()).await
+        ticketing::serve(config, path, listener, cli::terminate()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -111,6 +111,8 @@ pub struct GwOpts {
     pub hold_down: &'static str,
     pub https: bool,
     pub read_timeout: &'static str,
+    /// Extra environment of the gateway process (NOTIFY_SOCKET...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for GwOpts {
@@ -122,6 +124,7 @@ impl Default for GwOpts {
             hold_down: "30s",
             https: false,
             read_timeout: "60s",
+            env: Vec::new(),
         }
     }
 }
@@ -179,7 +182,7 @@ impl Gateway {
         let config = dir.path().join("gateway.yaml");
         let log = dir.path().join("gateway.log");
         let mut cmd = Command::new(bin("gateway"));
-        cmd.arg("--config").arg(&config);
+        cmd.arg("--config").arg(&config).envs(o.env.iter().cloned());
         let mut gw = Gateway {
             admin,
             token,

@@ -56,9 +56,21 @@ impl Twin {
     pub fn start(
         dir: &TempDir,
         name: &str,
+        addrs: (SocketAddr, SocketAddr),
+        admin: SocketAddr,
+        upgrade_yaml: &str,
+    ) -> Twin {
+        Twin::start_with_env(dir, name, addrs, admin, upgrade_yaml, &[])
+    }
+
+    /// [`Twin::start`] with extra environment for the agent process.
+    pub fn start_with_env(
+        dir: &TempDir,
+        name: &str,
         (app, ready): (SocketAddr, SocketAddr),
         admin: SocketAddr,
         upgrade_yaml: &str,
+        env: &[(String, String)],
     ) -> Twin {
         let control = free_addr();
         let p = |s: &str| dir.path().join(format!("{s}-{name}"));
@@ -120,7 +132,7 @@ gateway:
             String::from_utf8_lossy(&install.stderr)
         );
         let mut cmd = Command::new(bin("node-agent"));
-        cmd.arg("--config").arg(&config);
+        cmd.arg("--config").arg(&config).envs(env.iter().cloned());
         let proc = Proc::spawn(&format!("node-agent {name}"), cmd, Some(&log));
         assert!(
             wait_for_port(ready, Duration::from_secs(10)),

@@ -117,6 +117,16 @@ pub struct Ticketing {
 impl Ticketing {
     /// Starts an instance named `node` on `database` (default: SQLite in `dir`).
     pub fn start(dir: &TempDir, node: &str, database: Option<&str>) -> Ticketing {
+        Ticketing::start_with_env(dir, node, database, &[])
+    }
+
+    /// [`Ticketing::start`] with extra environment for the process.
+    pub fn start_with_env(
+        dir: &TempDir,
+        node: &str,
+        database: Option<&str>,
+        env: &[(String, String)],
+    ) -> Ticketing {
         write_tokens(dir);
         let addr = free_addr();
         let cfg = dir.path().join(format!("ticketing-{node}.yaml"));
@@ -127,7 +137,7 @@ impl Ticketing {
         .unwrap();
         let log = dir.path().join(format!("ticketing-{node}.log"));
         let mut cmd = Command::new(bin("ticketing"));
-        cmd.arg("--config").arg(&cfg);
+        cmd.arg("--config").arg(&cfg).envs(env.iter().cloned());
         let proc = Proc::spawn(&format!("ticketing {node}"), cmd, Some(&log));
         assert!(
             wait_for_port(addr, Duration::from_secs(20)),
