@@ -31,13 +31,19 @@ ensure_cargo() {
 
 # What the tests need beyond the build: Debian's headless Chromium and its
 # WebDriver (the status-page test), curl, and Debian's Prometheus with
-# promtool (the dashboards' rule checks and the real-Prometheus test).
+# promtool (the dashboards' rule checks and the real-Prometheus test),
+# Ansible with ansible-lint, keepalived (its config check) and
+# systemd-analyze (the unit checks) for the Ansible tests.
 ensure_test_deps() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+  command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
+  command -v ansible-lint >/dev/null 2>&1 || missing+=(ansible-lint)
+  command -v keepalived >/dev/null 2>&1 || missing+=(keepalived)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
