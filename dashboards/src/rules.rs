@@ -223,53 +223,36 @@ groups:
         );
     }
 
+    fn problems(yaml: &str) -> Vec<String> {
+        let f = file(yaml);
+        f.lint(&repo(), &names(&f))
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
     #[test]
     fn missing_pieces_are_reported() {
-        let f = file(
+        let has = |p: &[String], what: &str| {
+            assert!(p.iter().any(|p| p.contains(what)), "{what} not in {p:?}")
+        };
+        let p = problems(
             &GOOD
                 .replace("        for: 1m\n", "")
                 .replace("warning", "page"),
         );
-        let p: Vec<String> = f
-            .lint(&repo(), &names(&f))
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        assert!(p.iter().any(|p| p.contains("no for:")), "{p:?}");
-        assert!(
-            p.iter().any(|p| p.contains("severity Some(\"page\")")),
-            "{p:?}"
-        );
-
-        let f = file(&GOOD.replace("failover.md", "nope.md"));
-        let p: Vec<String> = f
-            .lint(&repo(), &names(&f))
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        assert!(
-            p.iter()
-                .any(|p| p.contains("runbook docs/runbooks/nope.md")),
-            "{p:?}"
-        );
-
-        let f = file(&GOOD.replace(
+        has(&p, "no for:");
+        has(&p, "severity Some(\"page\")");
+        let p = problems(&GOOD.replace("failover.md", "nope.md"));
+        has(&p, "runbook docs/runbooks/nope.md");
+        let p = problems(&GOOD.replace(
             "record: instance:twinport_requests:rate5m",
             "record: requests_rate",
         ));
-        let p: Vec<String> = f
-            .lint(&repo(), &names(&f))
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        assert!(
-            p.iter().any(|p| p.contains("level:metric:operations")),
-            "{p:?}"
-        );
-        assert!(
-            p.iter().any(|p| p
-                .contains("instance:twinport_requests:rate5m is not the name of a recording rule")),
-            "{p:?}"
+        has(&p, "level:metric:operations");
+        has(
+            &p,
+            "instance:twinport_requests:rate5m is not the name of a recording rule",
         );
     }
 }

@@ -72,7 +72,11 @@ pub async fn serve(
     )
     .with_graceful_shutdown(wait(stop_rx));
     let servers = tokio::spawn(async move { tokio::try_join!(ready_srv, control_srv) });
-    tokio::spawn(reload_on_sighup(agent.clone(), config_path));
+    let reloading = agent.clone();
+    tokio::spawn(twinport_ops::cli::reread_tokens_on_sighup(
+        config_path,
+        move |path| reloading.reload_tokens(path),
+    ));
     tokio::spawn(twinport_ops::systemd::watchdog());
     twinport_ops::systemd::ready();
     shutdown.await;
@@ -83,27 +87,4 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     servers.await??;
     Ok(())
-}
-
-/// SIGHUP: re-read the token files (see [`agent::Agent::reload_tokens`]).
-async fn reload_on_sighup(agent: Arc<agent::Agent>, path: std::path::PathBuf) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot handle SIGHUP");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        twinport_ops::systemd::reloading();
-        match agent.reload_tokens(&path) {
-            Ok(false) => tracing::info!(file = %path.display(), "SIGHUP: token files re-read"),
-            Ok(true) => tracing::warn!(
-                file = %path.display(),
-                "SIGHUP: token files re-read; other settings in the file differ from those running and take effect at the next restart"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the configuration is invalid, nothing changed")
-            }
-        }
-        twinport_ops::systemd::ready();
-    }
 }

@@ -39,3 +39,33 @@ pub async fn terminate() {
         _ = int.recv() => {}
     }
 }
+
+/// Re-reads token files on every SIGHUP, forever: `reread(path)` loads the
+/// config file at `path`, validates it whole and swaps the tokens in,
+/// answering whether other settings differ from those running (they take
+/// effect at the next restart, which the log says). An invalid file
+/// changes nothing. systemd hears `RELOADING=1` and then `READY=1`.
+pub async fn reread_tokens_on_sighup(
+    path: std::path::PathBuf,
+    reread: impl Fn(&Path) -> Result<bool, ConfigError>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot handle SIGHUP");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        crate::systemd::reloading();
+        match reread(&path) {
+            Ok(false) => tracing::info!(file = %path.display(), "SIGHUP: token files re-read"),
+            Ok(true) => tracing::warn!(
+                file = %path.display(),
+                "SIGHUP: token files re-read; other settings in the file differ from those running and take effect at the next restart"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the configuration is invalid, nothing changed")
+            }
+        }
+        crate::systemd::ready();
+    }
+}

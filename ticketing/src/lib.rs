@@ -66,7 +66,11 @@ pub async fn serve(
         branches = app.config.branches.len(),
         "ticketing serving"
     );
-    tokio::spawn(reload_on_sighup(app.clone(), config_path));
+    let reloading = app.clone();
+    tokio::spawn(twinport_ops::cli::reread_tokens_on_sighup(
+        config_path,
+        move |path| reloading.reload_tokens(path),
+    ));
     tokio::spawn(twinport_ops::systemd::watchdog());
     twinport_ops::systemd::ready();
     axum::serve(listener, api::router(app))
@@ -76,27 +80,4 @@ pub async fn serve(
         })
         .await?;
     Ok(())
-}
-
-/// SIGHUP: re-read the token files (see [`app::App::reload_tokens`]).
-async fn reload_on_sighup(app: Arc<app::App>, path: std::path::PathBuf) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot handle SIGHUP");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        twinport_ops::systemd::reloading();
-        match app.reload_tokens(&path) {
-            Ok(false) => tracing::info!(file = %path.display(), "SIGHUP: token files re-read"),
-            Ok(true) => tracing::warn!(
-                file = %path.display(),
-                "SIGHUP: token files re-read; other settings in the file differ from those running and take effect at the next restart"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the configuration is invalid, nothing changed")
-            }
-        }
-        twinport_ops::systemd::ready();
-    }
 }
