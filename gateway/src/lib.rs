@@ -6,6 +6,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`admin`] | the admin API: status, drain, switchover, reload (axum) |
+//! | [`clients`] | client address behind trusted proxies, forwarding and hop-by-hop headers, rate limit |
 //! | [`reload`] | config reload from the API, SIGHUP or a file change |
 //! | [`config`] | YAML file → validated runtime configuration |
 //! | [`dns`] | node host names resolved with hickory, re-resolved on TTL |
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clients;
 pub mod config;
 pub mod controller;
 pub mod dns;

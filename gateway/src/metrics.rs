@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -31,6 +32,8 @@ pub struct Metrics {
     pub dns_resolutions: IntCounterVec,
     pub role_changes: IntCounterVec,
     pub tls_handshakes: IntCounterVec,
+    pub rate_limited: IntCounter,
+    pub bodies_too_large: IntCounter,
     pub certificate_expiry: IntGaugeVec,
 }
 
@@ -157,6 +160,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "twinport_tls_handshakes_total",
         "TLS handshakes on the HTTPS listener by stage: started (connection accepted) and completed; started minus completed is failed or still running",
         &["stage"]
+    )
+    .expect("metric registers once"),
+    rate_limited: register_int_counter!(
+        "twinport_rate_limited_total",
+        "Requests answered 429 because their client address was over clients.rate_limit"
+    )
+    .expect("metric registers once"),
+    bodies_too_large: register_int_counter!(
+        "twinport_request_body_too_large_total",
+        "Requests answered 413 because their body was over clients.max_body_bytes"
     )
     .expect("metric registers once"),
     certificate_expiry: register_int_gauge_vec!(

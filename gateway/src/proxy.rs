@@ -12,6 +12,7 @@
 //!                                    response header has arrived
 //! ```
 
+use crate::clients::{self, RateLimiter};
 use crate::controller::Shared;
 use crate::failover::NodeId;
 use crate::metrics::{code_class_index, metrics, CODE_CLASSES};
@@ -29,6 +30,7 @@ use std::time::Instant;
 
 pub struct Gateway {
     shared: Arc<Shared>,
+    limiter: RateLimiter,
     /// Counters for requests that no node answered.
     none_requests: [IntCounter; 5],
     none_duration: Histogram,
@@ -39,6 +41,7 @@ impl Gateway {
         let m = metrics();
         Gateway {
             shared,
+            limiter: RateLimiter::default(),
             none_requests: CODE_CLASSES.map(|c| m.requests.with_label_values(&["none", c])),
             none_duration: m.request_duration.with_label_values(&["none"]),
         }
@@ -112,6 +115,49 @@ pub struct RequestCtx {
     retry_same_node: bool,
     /// A response header arrived: from here on nothing can be retried.
     response_started: bool,
+    /// Request body bytes received so far (for `clients.max_body_bytes`).
+    body_bytes: u64,
+}
+
+/// The peer's IP address (none for a Unix socket).
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// Whether the client came over TLS.
+fn is_https(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// Writes one of the gateway's own answers (see [`unavailable`]), HTML or
+/// JSON by the request's `Accept`; the connection is not kept alive.
+async fn answer(session: &mut Session, code: u16, retry_after: Option<u64>) {
+    session.set_keepalive(None);
+    let html = unavailable::wants_html(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    );
+    let (header, body) = unavailable::build(code, html, retry_after);
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let written = async {
+        session
+            .write_response_header(Box::new(header), head_only)
+            .await?;
+        if !head_only {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok::<_, Box<Error>>(())
+    }
+    .await;
+    if let Err(err) = written {
+        tracing::debug!(%err, "could not write the gateway's answer");
+    }
 }
 
 fn node_id(ctx: &RequestCtx) -> Option<NodeId> {
@@ -132,7 +178,72 @@ impl ProxyHttp for Gateway {
             retry_reason: None,
             retry_same_node: false,
             response_started: false,
+            body_bytes: 0,
         }
+    }
+
+    /// Before anything else: the client's rate, the announced body size.
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
+        let snap = self.shared.snapshot.load();
+        let c = &snap.config.clients;
+        if let Some(peer) = peer_ip(session) {
+            let client = clients::client_ip(peer, session.req_header(), &c.trusted_proxies);
+            if !self.limiter.allow(client, c.rate_limit) {
+                metrics().rate_limited.inc();
+                answer(session, 429, Some(1)).await;
+                return Ok(true);
+            }
+        }
+        let announced = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > c.max_body_bytes) {
+            metrics().bodies_too_large.inc();
+            answer(session, 413, None).await;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// A body without a (truthful) length is counted as it arrives.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > self.shared.snapshot.load().config.clients.max_body_bytes {
+                metrics().bodies_too_large.inc();
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
+    }
+
+    /// The node gets no hop-by-hop header and forwarding headers it can
+    /// believe (see [`clients`]).
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(peer) = peer_ip(session) {
+            let snap = self.shared.snapshot.load();
+            clients::prepare_upstream_request(
+                upstream_request,
+                peer,
+                is_https(session),
+                &snap.config.clients.trusted_proxies,
+            );
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -254,9 +365,22 @@ impl ProxyHttp for Gateway {
     async fn response_filter(
         &self,
         session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let hsts = self.shared.snapshot.load().config.clients.hsts_max_age;
+        if !hsts.is_zero()
+            && is_https(session)
+            && upstream_response
+                .headers
+                .get("strict-transport-security")
+                .is_none()
+        {
+            let _ = upstream_response.insert_header(
+                "Strict-Transport-Security",
+                format!("max-age={}", hsts.as_secs()),
+            );
+        }
         // A connection whose node is being drained (or has left service) is
         // closed after this response, so the client reconnects and is
         // balanced afresh; so is every connection while this process hands
@@ -383,13 +507,6 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         }
-        let html = unavailable::wants_html(
-            session
-                .req_header()
-                .headers
-                .get(http::header::ACCEPT)
-                .map(|v| v.as_bytes()),
-        );
         let retry_after = (code == 503).then(|| {
             self.shared
                 .snapshot
@@ -400,21 +517,7 @@ impl ProxyHttp for Gateway {
                 .as_secs()
                 .max(1)
         });
-        let (header, body) = unavailable::build(code, html, retry_after);
-        let head_only = session.req_header().method == http::Method::HEAD;
-        let written = async {
-            session
-                .write_response_header(Box::new(header), head_only)
-                .await?;
-            if !head_only {
-                session.write_response_body(Some(body), true).await?;
-            }
-            Ok::<_, Box<Error>>(())
-        }
-        .await;
-        if let Err(err) = written {
-            tracing::debug!(%err, "could not write the error answer");
-        }
+        answer(session, code, retry_after).await;
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,

@@ -25,18 +25,32 @@ pub fn wants_html(accept: Option<&[u8]>) -> bool {
     }
 }
 
-fn reason(status: u16) -> (&'static str, &'static str) {
+/// The error code, page heading and message of a status.
+fn reason(status: u16) -> (&'static str, &'static str, &'static str) {
     match status {
+        413 => (
+            "payload_too_large",
+            "Request too large",
+            "The request is larger than the service accepts.",
+        ),
+        429 => (
+            "too_many_requests",
+            "Too many requests",
+            "Too many requests came from your address. Please wait a moment and try again.",
+        ),
         503 => (
             "service_unavailable",
+            "We will be right back",
             "The service is briefly unavailable while it is being switched over. Please try again in a moment.",
         ),
         504 => (
             "gateway_timeout",
+            "We will be right back",
             "The service did not answer in time. Please try again.",
         ),
         _ => (
             "bad_gateway",
+            "We will be right back",
             "The service could not complete the request. Please try again.",
         ),
     }
@@ -44,14 +58,14 @@ fn reason(status: u16) -> (&'static str, &'static str) {
 
 /// Builds the header and body of the gateway's own error answer.
 pub fn build(status: u16, html: bool, retry_after_secs: Option<u64>) -> (ResponseHeader, Bytes) {
-    let (code, message) = reason(status);
+    let (code, heading, message) = reason(status);
     let body = if html {
         format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>Service unavailable</title>\
+<title>{heading}</title>\
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}</style>\
-</head><body><h1>We will be right back</h1><p>{message}</p>{}</body></html>\n",
+</head><body><h1>{heading}</h1><p>{message}</p>{}</body></html>\n",
             retry_after_secs
                 .map(|s| format!("<p>Retry in about {s} seconds.</p>"))
                 .unwrap_or_default()

@@ -6,7 +6,8 @@
 //!
 //! Application routes: `GET /` (a page), `GET /whoami` (the node name),
 //! `GET /slow?ms=N`, `GET /status/{code}`, `POST /record?id=X&ms=N` (appends
-//! `X` to the journal file before answering after `ms`). Every answer
+//! `X` to the journal file before answering after `ms`), `GET /headers` (the
+//! request's headers as JSON, each name with its values). Every answer
 //! carries `X-Twinport-Node` and `X-Twinport-Version`.
 //! Agent routes: `GET /ready`, `GET /live`, `POST /_demo/state/{state}`.
 #![forbid(unsafe_code)]
@@ -79,6 +80,20 @@ async fn index(State(n): State<Shared>) -> Html<String> {
 
 async fn whoami(State(n): State<Shared>) -> String {
     n.name.clone()
+}
+
+/// The request's headers as the node received them.
+async fn headers(h: axum::http::HeaderMap) -> Json<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for name in h.keys() {
+        let values: Vec<String> = h
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        out.insert(name.as_str().to_string(), values.into());
+    }
+    Json(out.into())
 }
 
 async fn slow(State(n): State<Shared>, Query(q): Query<SlowQuery>) -> String {
@@ -173,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/", get(index))
         .route("/whoami", get(whoami))
         .route("/slow", get(slow))
+        .route("/headers", get(headers))
         .route("/status/{code}", get(status))
         .route("/record", post(record))
         .layer(axum::middleware::map_response(move |mut r: Response| {

@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub admin: Option<FileAdmin>,
     #[serde(default)]
     pub dns: FileDns,
+    #[serde(default)]
+    pub clients: FileClients,
     /// Watch this file and reload it when it changes (default true).
     #[serde(default)]
     pub watch_config: Option<bool>,
@@ -235,4 +237,24 @@ pub struct FileRetries {
     /// node never is.
     #[serde(default)]
     pub idempotent: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClients {
+    /// Proxies in front of the gateway (CIDR or address) whose
+    /// `X-Forwarded-For` and `Forwarded` are kept and extended; from any
+    /// other peer they are replaced (default: none is trusted).
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Requests per second one client address may make (0: no limit).
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Largest request body in bytes (default 10 MiB); larger is 413.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// `Strict-Transport-Security` max-age on HTTPS answers (default one
+    /// year; 0s sends none).
+    #[serde(default, with = "humantime_serde")]
+    pub hsts_max_age: Option<Duration>,
 }

@@ -47,6 +47,29 @@ pub struct GatewayConfig {
     pub admin: Option<Admin>,
     pub watch_config: bool,
     pub dns: Dns,
+    pub clients: Clients,
+}
+
+/// What the gateway does about its clients (see [`crate::clients`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clients {
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Requests per second per client address; 0: no limit.
+    pub rate_limit: u32,
+    pub max_body_bytes: u64,
+    /// 0: no HSTS header.
+    pub hsts_max_age: Duration,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients {
+            trusted_proxies: Vec::new(),
+            rate_limit: 0,
+            max_body_bytes: 10 * 1024 * 1024,
+            hsts_max_age: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -610,6 +633,42 @@ impl GatewayConfig {
             );
         }
 
+        let defaults_clients = Clients::default();
+        let c = &f.clients;
+        let clients = Clients {
+            trusted_proxies: c
+                .trusted_proxies
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let parsed = p
+                        .parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                    match parsed {
+                        Ok(n) => Some(n.trunc()),
+                        Err(_) => {
+                            e.push(
+                                format!("clients.trusted_proxies[{i}]"),
+                                format!("`{p}` is not an address or CIDR (10.0.0.0/8, ::1)"),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            rate_limit: c.rate_limit.unwrap_or(0),
+            max_body_bytes: match c.max_body_bytes {
+                Some(0) => {
+                    e.push("clients.max_body_bytes", "must be at least 1");
+                    0
+                }
+                Some(n) => n,
+                None => defaults_clients.max_body_bytes,
+            },
+            hsts_max_age: c.hsts_max_age.unwrap_or(defaults_clients.hsts_max_age),
+        };
+
         if !e.0.is_empty() {
             return Err(e.0);
         }
@@ -635,6 +694,7 @@ impl GatewayConfig {
             admin,
             watch_config: f.watch_config.unwrap_or(true),
             dns,
+            clients,
         })
     }
 }

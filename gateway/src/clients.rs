@@ -1,0 +1,297 @@
+//! What the gateway does about its clients: who the client is when
+//! proxies stand in front of the gateway, which forwarding headers the
+//! nodes get, which hop-by-hop headers never reach them, and how fast one
+//! address may go.
+//!
+//! Forwarding headers are trusted only from `clients.trusted_proxies`:
+//! from any other peer an incoming `X-Forwarded-For`, `Forwarded`,
+//! `X-Real-IP` or `X-Forwarded-Proto` is a client's claim and is replaced,
+//! so a node can believe what it reads. From a trusted proxy the chain is
+//! kept and the proxy's address appended; the client is then the
+//! right-most address in `X-Forwarded-For` that is not a trusted proxy
+//! (the left-most ones could be forged by the client itself).
+
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
+use std::net::IpAddr;
+use std::time::Duration;
+
+fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+    // An IPv4 peer may arrive as an IPv4-mapped IPv6 address.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    proxies.iter().any(|n| n.contains(&ip))
+}
+
+/// Every `X-Forwarded-For` line of `req`, joined (a list may span lines).
+fn forwarded_for(req: &RequestHeader) -> String {
+    req.headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy;
+/// then the right-most `X-Forwarded-For` entry that is not one.
+pub fn client_ip(peer: IpAddr, req: &RequestHeader, proxies: &[IpNet]) -> IpAddr {
+    if !trusted(peer, proxies) {
+        return peer;
+    }
+    let chain = forwarded_for(req);
+    let mut last = peer;
+    for hop in chain.rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            // A malformed entry: nothing left of it can be believed.
+            return last;
+        };
+        last = ip;
+        if !trusted(ip, proxies) {
+            return ip;
+        }
+    }
+    last
+}
+
+/// RFC 7239 `for=` value: IPv6 quoted in brackets.
+fn node_for(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+/// Headers that concern one connection only (RFC 9110 7.6.1) and never
+/// go on to a node: the fixed ones, and those the client names in
+/// `Connection`. `Connection` and `Upgrade` themselves are pingora's.
+const HOP_BY_HOP: [&str; 5] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+];
+
+/// Rewrites the request for the node: hop-by-hop headers removed,
+/// forwarding headers set from `peer` (kept and extended only if `peer`
+/// is a trusted proxy), `X-Real-IP` the client.
+pub fn prepare_upstream_request(
+    req: &mut RequestHeader,
+    peer: IpAddr,
+    https: bool,
+    proxies: &[IpNet],
+) {
+    let named: Vec<String> = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && !["close", "keep-alive", "upgrade"].contains(&t.as_str()))
+        .collect();
+    for h in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        // "te: trailers" is allowed by HTTP/2 and harmless; drop the rest.
+        req.remove_header(h);
+    }
+
+    let client = client_ip(peer, req, proxies);
+    let proto = if https { "https" } else { "http" };
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri.host().map(str::to_string));
+    let mut hop = format!("for={};proto={proto}", node_for(peer));
+    if let Some(h) = &host {
+        if !h.contains(['"', ';', ',']) {
+            hop.push_str(&format!(";host=\"{h}\""));
+        }
+    }
+    let (xff, forwarded) = if trusted(peer, proxies) {
+        let chain = forwarded_for(req);
+        let old_fwd = req
+            .headers
+            .get_all("forwarded")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let join = |old: String, new: String| {
+            if old.trim().is_empty() {
+                new
+            } else {
+                format!("{old}, {new}")
+            }
+        };
+        (join(chain, peer.to_string()), join(old_fwd, hop))
+    } else {
+        for h in ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-port"] {
+            req.remove_header(h);
+        }
+        (peer.to_string(), hop)
+    };
+    // The values are addresses, a scheme and a checked host: valid.
+    let _ = req.insert_header("X-Forwarded-For", xff);
+    let _ = req.insert_header("Forwarded", forwarded);
+    let _ = req.insert_header("X-Real-IP", client.to_string());
+    if req.headers.get("x-forwarded-proto").is_none() {
+        let _ = req.insert_header("X-Forwarded-Proto", proto);
+    }
+}
+
+/// Requests per second per client address, over a one-second window
+/// (pingora-limits' estimator: a few counters, no per-client state kept
+/// beyond two windows).
+pub struct RateLimiter {
+    rate: pingora_limits::rate::Rate,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter {
+            rate: pingora_limits::rate::Rate::new(Duration::from_secs(1)),
+        }
+    }
+}
+
+impl RateLimiter {
+    /// Counts one request of `client`; false when it is over `limit` per
+    /// second (0: no limit, nothing counted).
+    pub fn allow(&self, client: IpAddr, limit: u32) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        self.rate.observe(&client, 1) <= limit as isize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/x", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn get(r: &RequestHeader, h: &str) -> String {
+        r.headers
+            .get(h)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_client_cannot_claim_another_address() {
+        let mut r = req(&[
+            ("host", "portal.example"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let peer: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(client_ip(peer, &r, &[]), peer);
+        prepare_upstream_request(&mut r, peer, false, &[]);
+        assert_eq!(get(&r, "x-forwarded-for"), "203.0.113.7");
+        assert_eq!(
+            get(&r, "forwarded"),
+            "for=203.0.113.7;proto=http;host=\"portal.example\""
+        );
+        assert_eq!(get(&r, "x-real-ip"), "203.0.113.7");
+        assert_eq!(get(&r, "x-forwarded-proto"), "http");
+    }
+
+    #[test]
+    fn a_trusted_proxy_chain_is_kept_and_the_client_found_in_it() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        let mut r = req(&[
+            ("x-forwarded-for", "6.6.6.6, 198.51.100.9"),
+            ("x-forwarded-for", "10.1.2.3"),
+            ("forwarded", "for=198.51.100.9"),
+        ]);
+        let peer: IpAddr = "10.9.9.9".parse().unwrap();
+        // 6.6.6.6 was written by the client itself: the first untrusted
+        // address from the right is the client.
+        assert_eq!(
+            client_ip(peer, &r, &proxies),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        prepare_upstream_request(&mut r, peer, true, &proxies);
+        assert_eq!(
+            get(&r, "x-forwarded-for"),
+            "6.6.6.6, 198.51.100.9, 10.1.2.3, 10.9.9.9"
+        );
+        assert_eq!(
+            get(&r, "forwarded"),
+            "for=198.51.100.9, for=10.9.9.9;proto=https"
+        );
+        assert_eq!(get(&r, "x-real-ip"), "198.51.100.9");
+    }
+
+    #[test]
+    fn ipv6_and_mapped_peers() {
+        let proxies = nets(&["192.0.2.0/24"]);
+        let mapped: IpAddr = "::ffff:192.0.2.5".parse().unwrap();
+        let r = req(&[("x-forwarded-for", "2001:db8::1")]);
+        assert_eq!(
+            client_ip(mapped, &r, &proxies),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        let mut r = req(&[]);
+        prepare_upstream_request(&mut r, "2001:db8::2".parse().unwrap(), true, &[]);
+        assert_eq!(get(&r, "forwarded"), "for=\"[2001:db8::2]\";proto=https");
+    }
+
+    #[test]
+    fn garbage_in_the_chain_stops_the_search() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        let r = req(&[("x-forwarded-for", "1.1.1.1, not-an-ip, 10.0.0.2")]);
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &r, &proxies),
+            "10.0.0.2".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut r = req(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "for this hop"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-kept", "yes"),
+        ]);
+        prepare_upstream_request(&mut r, "192.0.2.1".parse().unwrap(), false, &[]);
+        for h in ["x-secret", "keep-alive", "proxy-authorization"] {
+            assert!(r.headers.get(h).is_none(), "{h} reached the node");
+        }
+        assert_eq!(get(&r, "x-kept"), "yes");
+    }
+
+    #[test]
+    fn the_rate_limit_counts_per_address() {
+        let l = RateLimiter::default();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let allowed = (0..10).filter(|_| l.allow(a, 5)).count();
+        assert_eq!(allowed, 5);
+        assert!(l.allow(b, 5), "another address is not affected");
+        assert!((0..100).all(|_| l.allow(a, 0)), "0 is no limit");
+    }
+}
