@@ -87,15 +87,13 @@ async fn authorize(
     if req.method() == axum::http::Method::GET && PAGE_FILES.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let expected = st
-        .shared
-        .snapshot
-        .load()
-        .config
-        .admin
-        .as_ref()
-        .map(|a| a.token.clone());
-    twinport_ops::http::authorize_and_audit(expected.as_deref(), &st.audit, caller, req, next).await
+    let snap = st.shared.snapshot.load();
+    let admin = snap.config.admin.as_ref();
+    let tokens = twinport_ops::http::Tokens {
+        operator: admin.map(|a| &*a.token),
+        read_only: admin.and_then(|a| a.read_token.as_deref()),
+    };
+    twinport_ops::http::authorize_and_audit(tokens, &st.audit, caller, req, next).await
 }
 
 use twinport_ops::http::error;

@@ -296,6 +296,56 @@ async fn every_admin_call_without_the_token_gets_401_changes_nothing_and_is_audi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_token_reads_the_status_and_changes_nothing() {
+    let (dir, a, b) = twins("readonly");
+    let reader = "read-only-token-0123456789abcdef";
+    let opts = GwOpts {
+        read_token: Some(reader),
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let client = reqwest::Client::new();
+    let call = |method: &str, path: &str| {
+        client
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", gw.admin),
+            )
+            .bearer_auth(reader)
+            .json(&json!({"to": "b"}))
+            .send()
+    };
+    let r = call("GET", "/v1/status").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let s: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(s["primary"], "a");
+    for path in [
+        "/v1/nodes/a/drain",
+        "/v1/nodes/a/maintenance",
+        "/v1/switchover",
+        "/v1/config/reload",
+    ] {
+        let r = call("POST", path).await.unwrap();
+        assert_eq!(r.status(), 403, "POST {path} with the read-only token");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "forbidden");
+    }
+    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(status["primary"], "a");
+    assert!(status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["admin"] == "active"));
+    assert_eq!(status["config_generation"], 1);
+    let audit = std::fs::read_to_string(&gw.audit).unwrap();
+    assert_eq!(audit.matches("\"forbidden\"").count(), 4, "{audit}");
+    // The operator token still does everything.
+    let (code, _) = gw.admin_call("POST", "/v1/nodes/b/drain", None).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_agent_reporting_draining_takes_the_node_out_like_an_operator_drain() {
     let (dir, a, b) = twins("agentdrain");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());

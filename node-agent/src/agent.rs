@@ -70,6 +70,7 @@ pub struct Agent {
 /// The secrets the agent holds, re-read on SIGHUP.
 pub struct Tokens {
     pub control: std::sync::Arc<[u8]>,
+    pub read: Option<std::sync::Arc<[u8]>>,
     pub gateway: Option<std::sync::Arc<[u8]>>,
 }
 
@@ -77,6 +78,7 @@ impl Tokens {
     fn of(config: &AgentConfig) -> Tokens {
         Tokens {
             control: config.control.token.clone(),
+            read: config.control.read_token.clone(),
             gateway: config.gateway.as_ref().map(|g| g.token.clone()),
         }
     }

@@ -106,8 +106,12 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
-    let token = a.tokens.load().control.clone();
-    twinport_ops::http::authorize_and_audit(Some(&token), &a.audit, caller, req, next).await
+    let tokens = a.tokens.load();
+    let allowed = twinport_ops::http::Tokens {
+        operator: Some(&tokens.control),
+        read_only: tokens.read.as_deref(),
+    };
+    twinport_ops::http::authorize_and_audit(allowed, &a.audit, caller, req, next).await
 }
 
 async fn status(State(a): State<St>) -> Response {

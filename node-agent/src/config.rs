@@ -42,6 +42,10 @@ pub mod file {
         #[serde(default)]
         pub allow_remote: bool,
         pub token_file: String,
+        /// Optional second token that may only read (`GET /v1/status`,
+        /// `GET /v1/upgrade`); changes with it are refused with 403.
+        #[serde(default)]
+        pub read_token_file: Option<String>,
         pub audit_log: String,
     }
 
@@ -149,6 +153,7 @@ pub struct AgentConfig {
 pub struct Control {
     pub listen: SocketAddr,
     pub token: Arc<[u8]>,
+    pub read_token: Option<Arc<[u8]>>,
     pub audit_log: PathBuf,
 }
 
@@ -298,6 +303,23 @@ impl AgentConfig {
         let token = twinport_ops::token::read_token(&resolve(base, &f.control.token_file))
             .map_err(|why| e.push("control.token_file", why))
             .ok();
+        let read_token =
+            f.control.read_token_file.as_ref().and_then(
+                |file| match twinport_ops::token::read_token(&resolve(base, file)) {
+                    Ok(t) if token.as_deref() == Some(&*t) => {
+                        e.push(
+                            "control.read_token_file",
+                            "the read-only token must differ from the operator token",
+                        );
+                        None
+                    }
+                    Ok(t) => Some(t),
+                    Err(why) => {
+                        e.push("control.read_token_file", why);
+                        None
+                    }
+                },
+            );
         let weight = e.range_u32("weight", f.weight, 100, 0, 1000);
         let state_dir = resolve(base, &f.state_dir);
 
@@ -512,6 +534,7 @@ impl AgentConfig {
             control: Control {
                 listen: control_listen,
                 token,
+                read_token,
                 audit_log: resolve(base, &f.control.audit_log),
             },
             weight,

@@ -445,6 +445,17 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         }
         assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
     }
+    // The read-only token reads, and may change nothing (403).
+    let reader = |m: &str, path: &str| {
+        reqwest::Client::new()
+            .request(m.parse().unwrap(), format!("{}{path}", a.control_url()))
+            .bearer_auth(support::AGENT_READ_TOKEN)
+            .send()
+    };
+    assert_eq!(reader("GET", "/v1/status").await.unwrap().status(), 200);
+    for path in ["/v1/drain", "/v1/maintenance"] {
+        assert_eq!(reader("POST", path).await.unwrap().status(), 403, "{path}");
+    }
     let after = a.status().await;
     assert_eq!(after["state"], "ready");
     assert_eq!(after["version"], before["version"]);
@@ -455,12 +466,15 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let audit = a.audit_lines();
     assert_eq!(
         audit.len(),
-        audit_before + 9 + 3 + 2 + 1,
-        "every call audited (the status call too)"
+        audit_before + 9 + 3 + 2 + 3 + 1,
+        "every call audited (the status calls too)"
     );
     let n = audit.len();
-    assert_eq!(audit[n - 3]["result"], "unauthorized");
-    assert_eq!(audit[n - 2]["result"], "unauthorized");
+    assert_eq!(audit[n - 6]["result"], "unauthorized");
+    assert_eq!(audit[n - 5]["result"], "unauthorized");
+    assert_eq!(audit[n - 4]["result"], "ok", "the reader's status call");
+    assert_eq!(audit[n - 3]["result"], "forbidden");
+    assert_eq!(audit[n - 2]["result"], "forbidden");
     assert_eq!(audit[n - 1]["action"], "GET /v1/status");
 
     // A malformed config: the agent refuses to start, naming file, line and field.
@@ -477,7 +491,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "{err}"
     );
     assert!(
-        err.contains("probes[0].interval (line 15): 1ms is too short (at least 50ms)"),
+        err.contains("probes[0].interval (line 16): 1ms is too short (at least 50ms)"),
         "{err}"
     );
     assert_eq!(devtools::check_config("node-agent", &a.config).0, Some(0));

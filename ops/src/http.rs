@@ -18,12 +18,23 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// Lets `req` through only with `Authorization: Bearer <expected>` (none
-/// expected: nobody passes), and writes every call to `audit` as
-/// `METHOD /path` with its result: `unauthorized` (401), `ok` (2xx) or
-/// `refused`.
+/// The tokens of a control API: the operator's, which may do anything,
+/// and optionally a read-only one, which may only read (`GET`, `HEAD`):
+/// for dashboards, monitoring and people on call who should not change
+/// anything.
+#[derive(Clone, Copy, Default)]
+pub struct Tokens<'a> {
+    pub operator: Option<&'a [u8]>,
+    pub read_only: Option<&'a [u8]>,
+}
+
+/// Lets `req` through only with `Authorization: Bearer <token>` of one of
+/// `tokens` (none configured: nobody passes; the read-only token only for
+/// `GET` and `HEAD`, else 403), and writes every call to `audit` as
+/// `METHOD /path` with its result: `unauthorized` (401), `forbidden`
+/// (403), `ok` (2xx) or `refused`.
 pub async fn authorize_and_audit(
-    expected: Option<&[u8]>,
+    tokens: Tokens<'_>,
     audit: &AuditLog,
     caller: SocketAddr,
     req: Request,
@@ -34,7 +45,22 @@ pub async fn authorize_and_audit(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let ok = expected.is_some_and(|want| crate::token::authorized(want, authorization));
+    let is = |t: Option<&[u8]>| t.is_some_and(|want| crate::token::authorized(want, authorization));
+    let operator = is(tokens.operator);
+    let reader = !operator && is(tokens.read_only);
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if reader && !reads {
+        audit.record(caller, &action, "forbidden", 403);
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token may only read (GET); changes need the operator token",
+        );
+    }
+    let ok = operator || reader;
     if !ok {
         audit.record(caller, &action, "unauthorized", 401);
         let mut r = error(

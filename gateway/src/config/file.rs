@@ -59,6 +59,11 @@ pub struct FileAdmin {
     /// File holding the bearer token (one line). Must not be readable by
     /// other users.
     pub token_file: String,
+    /// Optional file with a second token that may only read (`GET`:
+    /// status, the status page's data) — for monitoring and people on
+    /// call; changes with it are refused with 403.
+    #[serde(default)]
+    pub read_token_file: Option<String>,
     /// Append-only JSON-lines audit log of every admin call.
     pub audit_log: String,
 }

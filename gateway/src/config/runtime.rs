@@ -101,6 +101,8 @@ pub struct Admin {
     pub token_file: PathBuf,
     /// The bearer token, read from `token_file` when the file was loaded.
     pub token: Arc<[u8]>,
+    /// A token that may only read (`GET`), from `read_token_file`.
+    pub read_token: Option<Arc<[u8]>>,
     pub audit_log: PathBuf,
 }
 
@@ -620,9 +622,27 @@ impl GatewayConfig {
                     None
                 }
             };
+            let read_token =
+                a.read_token_file
+                    .as_ref()
+                    .and_then(|f| match read_token(&resolve(base, f)) {
+                        Ok(t) if token.as_deref() == Some(&*t) => {
+                            e.push(
+                                "admin.read_token_file",
+                                "the read-only token must differ from the operator token",
+                            );
+                            None
+                        }
+                        Ok(t) => Some(t),
+                        Err(why) => {
+                            e.push("admin.read_token_file", why);
+                            None
+                        }
+                    });
             Some(Admin {
                 token_file,
                 token: token?,
+                read_token,
                 audit_log: resolve(base, &a.audit_log),
             })
         });

@@ -113,6 +113,8 @@ pub struct GwOpts {
     pub read_timeout: &'static str,
     /// Extra environment of the gateway process (NOTIFY_SOCKET...).
     pub env: Vec<(String, String)>,
+    /// A read-only admin token (`admin.read_token_file`), if any.
+    pub read_token: Option<&'static str>,
 }
 
 impl Default for GwOpts {
@@ -125,6 +127,7 @@ impl Default for GwOpts {
             https: false,
             read_timeout: "60s",
             env: Vec::new(),
+            read_token: None,
         }
     }
 }
@@ -172,6 +175,9 @@ impl Gateway {
         let token = "test-token-0123456789abcdef".to_string();
         let token_file = dir.path().join("admin.token");
         devtools::write_secret(&token_file, &format!("{token}\n"));
+        if let Some(t) = o.read_token {
+            devtools::write_secret(&dir.path().join("read.token"), t);
+        }
         let audit = dir.path().join("audit.log");
         let https = o.https.then(free_addr);
         let (cert, key) = devtools::write_dev_cert(
@@ -245,7 +251,7 @@ impl Gateway {
             .collect();
         let yaml = format!(
             "listeners:\n  http: {http}\n{https_yaml}  metrics: {metrics}\n  admin: {admin}\n\
-admin:\n  token_file: admin.token\n  audit_log: audit.log\n\
+admin:\n  token_file: admin.token\n  audit_log: audit.log\n{read_token}\
 mode: {mode}\nprimary: {primary}\nnodes:\n{node_yaml}\
 failback:\n  preempt: {preempt}\n  hold_down: {hold}\n\
 timeouts:\n  read: {read}\n\
@@ -254,6 +260,10 @@ server:\n  threads: 2\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pi
             metrics = self.metrics,
             admin = self.admin,
             mode = o.mode,
+            read_token = o
+                .read_token
+                .map(|_| "  read_token_file: read.token\n")
+                .unwrap_or_default(),
             primary = self.nodes[0].0,
             preempt = o.preempt,
             hold = o.hold_down,

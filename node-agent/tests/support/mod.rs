@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 /// The gateway's admin token (the gateway harness writes the same).
 pub const GATEWAY_TOKEN: &str = "test-token-0123456789abcdef";
 pub const AGENT_TOKEN: &str = "agent-token-0123456789abcdef";
+/// The agent's read-only token (`control.read_token_file`).
+pub const AGENT_READ_TOKEN: &str = "agent-read-token-0123456789abcdef";
 
 /// A release directory holding an `app` script: `good` runs the demo node
 /// (reporting the release's version), otherwise it never opens its port.
@@ -82,12 +84,14 @@ impl Twin {
             p("agent.log"),
         );
         devtools::write_secret(&dir.path().join("agent.token"), AGENT_TOKEN);
+        devtools::write_secret(&dir.path().join("agent-read.token"), AGENT_READ_TOKEN);
         let yaml = format!(
             "node: {name}
 listen: {ready}
 control:
   listen: {control}
   token_file: agent.token
+  read_token_file: agent-read.token
   audit_log: {audit}
 state_dir: {state}
 app:
