@@ -40,6 +40,7 @@ ensure_test_deps() {
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
   command -v ansible-lint >/dev/null 2>&1 || missing+=(ansible-lint)
   command -v keepalived >/dev/null 2>&1 || missing+=(keepalived)

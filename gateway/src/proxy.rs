@@ -194,6 +194,17 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
+        let req = session.req_header();
+        let header_bytes: usize = req.uri.to_string().len()
+            + req
+                .headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if header_bytes as u64 > c.max_header_bytes {
+            answer(session, 431, None).await;
+            return Ok(true);
+        }
         let announced = session
             .req_header()
             .headers

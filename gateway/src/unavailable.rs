@@ -28,6 +28,11 @@ pub fn wants_html(accept: Option<&[u8]>) -> bool {
 /// The error code, page heading and message of a status.
 fn reason(status: u16) -> (&'static str, &'static str, &'static str) {
     match status {
+        431 => (
+            "request_header_fields_too_large",
+            "Request headers too large",
+            "The request's headers are larger than the service accepts.",
+        ),
         413 => (
             "payload_too_large",
             "Request too large",
@@ -87,6 +92,12 @@ pub fn build(status: u16, html: bool, retry_after_secs: Option<u64>) -> (Respons
     let _ = h.insert_header("Content-Type", ctype);
     let _ = h.insert_header("Content-Length", body.len().to_string());
     let _ = h.insert_header("Cache-Control", "no-store");
+    let _ = h.insert_header("X-Content-Type-Options", "nosniff");
+    let _ = h.insert_header("X-Frame-Options", "DENY");
+    let _ = h.insert_header(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    );
     if let Some(s) = retry_after_secs {
         let _ = h.insert_header("Retry-After", s.to_string());
     }

@@ -75,6 +75,22 @@ async fn nodes_get_forwarding_headers_they_can_believe_and_no_hop_by_hop_header(
     assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
     let h: Value = r.json().await.unwrap();
     assert_eq!(h["x-forwarded-proto"], serde_json::json!(["https"]), "{h}");
+    // TLS: 1.2 and 1.3 with AEAD suites only.
+    let https_addr = gw.https.unwrap();
+    for (args, ok) in [
+        (vec!["-tls1_3"], true),
+        (vec!["-tls1_2"], true),
+        (vec!["-tls1_1"], false),
+        (vec!["-tls1"], false),
+        (vec!["-tls1_2", "-cipher", "AES128-SHA"], false),
+        (vec!["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA"], false),
+    ] {
+        assert_eq!(
+            tls_handshake(https_addr, &args),
+            ok,
+            "openssl s_client {args:?}"
+        );
+    }
     // Plain HTTP answers carry no HSTS (it would be ignored, and wrong).
     let r = c.get(gw.url("/whoami")).send().await.unwrap();
     assert!(r.headers().get("strict-transport-security").is_none());
@@ -160,6 +176,15 @@ async fn a_client_over_its_rate_gets_429_and_the_others_are_served() {
         "413",
         "a streamed body"
     );
+    // Headers over max_header_bytes (64 KiB by default): 431.
+    let r = polite
+        .get(gw.url("/whoami"))
+        .header("X-Big", "z".repeat(70_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let r = polite
         .post(gw.url("/record?id=small"))
         .body(vec![b'x'; 1000])
@@ -185,6 +210,26 @@ async fn a_client_over_its_rate_gets_429_and_the_others_are_served() {
         let r = greedy.get(gw.url("/whoami")).send().await.unwrap();
         assert_eq!(r.status(), 200, "no limit after the reload");
     }
+}
+
+/// Whether `openssl s_client` with `args` completes a handshake.
+fn tls_handshake(addr: std::net::SocketAddr, args: &[&str]) -> bool {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs (Debian package openssl)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A completed handshake names its cipher; a refused one says "(NONE)".
+    text.lines()
+        .any(|l| l.contains("Cipher is ") && !l.contains("(NONE)"))
 }
 
 /// POSTs `n` bytes in 10 kB chunks without a Content-Length (chunked

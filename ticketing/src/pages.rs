@@ -97,7 +97,7 @@ fn page(kind: &str, branch: &str, item: &str) -> Response {
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"),
+        header::HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -106,6 +106,12 @@ fn page(kind: &str, branch: &str, item: &str) -> Response {
     h.insert(
         header::X_FRAME_OPTIONS,
         header::HeaderValue::from_static("DENY"),
+    );
+    // Tokens travel in the URL fragment, which no Referer carries; say so
+    // anyway for every other link.
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
     );
     r
 }

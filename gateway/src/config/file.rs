@@ -258,6 +258,10 @@ pub struct FileClients {
     /// Largest request body in bytes (default 10 MiB); larger is 413.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Largest request line and headers together in bytes (default 64 KiB,
+    /// at most 1 MiB, pingora's own limit); larger is 431.
+    #[serde(default)]
+    pub max_header_bytes: Option<u64>,
     /// `Strict-Transport-Security` max-age on HTTPS answers (default one
     /// year; 0s sends none).
     #[serde(default, with = "humantime_serde")]

@@ -57,6 +57,7 @@ pub struct Clients {
     /// Requests per second per client address; 0: no limit.
     pub rate_limit: u32,
     pub max_body_bytes: u64,
+    pub max_header_bytes: u64,
     /// 0: no HSTS header.
     pub hsts_max_age: Duration,
 }
@@ -67,6 +68,7 @@ impl Default for Clients {
             trusted_proxies: Vec::new(),
             rate_limit: 0,
             max_body_bytes: 10 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
             hsts_max_age: Duration::from_secs(365 * 24 * 3600),
         }
     }
@@ -685,6 +687,17 @@ impl GatewayConfig {
                 }
                 Some(n) => n,
                 None => defaults_clients.max_body_bytes,
+            },
+            max_header_bytes: match c.max_header_bytes {
+                Some(n) if !(1024..=1024 * 1024).contains(&n) => {
+                    e.push(
+                        "clients.max_header_bytes",
+                        format!("{n} is out of range (1024 to 1048576)"),
+                    );
+                    n
+                }
+                Some(n) => n,
+                None => defaults_clients.max_header_bytes,
             },
             hsts_max_age: c.hsts_max_age.unwrap_or(defaults_clients.hsts_max_age),
         };
