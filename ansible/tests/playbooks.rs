@@ -118,6 +118,7 @@ impl Site {
     twinport_agent_token: {AGENT}
     ticketing_branch_tokens:
       centrum: {{ kiosk: {KIOSK}, desk: site-desk-token-0123456789abcdef, manager: site-manager-token-0123456789abcdef }}
+    ticketing_kiosk_rate_limit: 0         # the test's one kiosk issues as fast as it can
     ticketing_branches:
       - id: centrum
         name: Warszawa Centrum

@@ -235,10 +235,26 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 async fn issue(
     State(app): State<St>,
     Path(branch): Path<String>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
     let b = authorize(&app, &branch, Role::Kiosk, &headers)?;
+    let real_ip = headers.get("x-real-ip").and_then(|v| v.to_str().ok());
+    if !app.kiosk_allowed(&b.id, app.client(peer.ip(), real_ip)) {
+        let mut r = ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "more than {} ticket requests per second from this kiosk",
+                app.config.kiosk_rate_limit
+            ),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return Ok(r);
+    }
     let key = idempotency_key(&headers)?;
     let req: IssueBody = body(&bytes)?;
     let request = match (req.service, req.booking_code) {

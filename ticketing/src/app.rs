@@ -23,6 +23,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Per branch: a message after every change seen in the store.
     pub changes: HashMap<String, broadcast::Sender<()>>,
+    /// Ticket requests per (branch, kiosk address) in the current second.
+    pub kiosk_rate: pingora_limits::rate::Rate,
 }
 
 /// What a kiosk shows and prints, and what tracking shows.
@@ -56,6 +58,27 @@ impl App {
             .branches
             .get(id)
             .ok_or_else(|| StoreError::NotFound(format!("no branch `{id}`")))
+    }
+
+    /// The kiosk's address: the peer, or the `X-Real-IP` a trusted proxy
+    /// (the gateway) set.
+    pub fn client(&self, peer: std::net::IpAddr, real_ip: Option<&str>) -> std::net::IpAddr {
+        let trusted = self
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&peer));
+        match real_ip.and_then(|v| v.trim().parse().ok()) {
+            Some(ip) if trusted => ip,
+            _ => peer,
+        }
+    }
+
+    /// Counts one ticket request of `client` in `branch`; false when over
+    /// `kiosk_rate_limit` per second.
+    pub fn kiosk_allowed(&self, branch: &str, client: std::net::IpAddr) -> bool {
+        let limit = self.config.kiosk_rate_limit;
+        limit == 0 || self.kiosk_rate.observe(&(branch, client), 1) <= limit as isize
     }
 
     /// Every branch's tokens, as the config holds them.

@@ -26,6 +26,13 @@ pub mod file {
         pub max_connections: Option<u32>,
         /// Base of the tracking URLs printed as QR codes on tickets.
         pub public_url: String,
+        /// Tickets per second one kiosk (client address) may ask for
+        /// (default 5; 0: no limit); over it: 429.
+        pub kiosk_rate_limit: Option<u32>,
+        /// Proxies whose `X-Real-IP` names the client (default: loopback,
+        /// where the gateway runs in the local set-up). The Twinport
+        /// gateway replaces any `X-Real-IP` a client sends.
+        pub trusted_proxies: Option<Vec<String>>,
         pub branches: Vec<Branch>,
     }
 
@@ -170,6 +177,8 @@ pub struct Config {
     pub database: String,
     pub max_connections: u32,
     pub public_url: String,
+    pub kiosk_rate_limit: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub branches: BTreeMap<String, Branch>,
 }
 
@@ -403,6 +412,28 @@ impl Config {
                 },
             );
         }
+        let trusted_proxies = match &f.trusted_proxies {
+            None => vec![
+                "127.0.0.0/8".parse().expect("valid"),
+                "::1/128".parse().expect("valid"),
+            ],
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let net = p
+                        .parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                    if net.is_err() {
+                        e.push(
+                            format!("trusted_proxies[{i}]"),
+                            format!("`{p}` is not an address or CIDR"),
+                        );
+                    }
+                    net.ok()
+                })
+                .collect(),
+        };
         let Some(listen) = listen else {
             return Err(e.0);
         };
@@ -411,6 +442,8 @@ impl Config {
             listen,
             database,
             max_connections,
+            kiosk_rate_limit: f.kiosk_rate_limit.unwrap_or(5),
+            trusted_proxies,
             public_url: f.public_url.trim_end_matches('/').to_string(),
             branches,
         })

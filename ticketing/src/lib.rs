@@ -54,6 +54,7 @@ pub async fn serve(
     }
     let app = Arc::new(app::App {
         tokens: arc_swap::ArcSwap::from_pointee(app::App::tokens_of(&config)),
+        kiosk_rate: pingora_limits::rate::Rate::new(std::time::Duration::from_secs(1)),
         metrics,
         store,
         changes,
@@ -73,11 +74,14 @@ pub async fn serve(
     ));
     tokio::spawn(twinport_ops::systemd::watchdog());
     twinport_ops::systemd::ready();
-    axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(async {
-            shutdown.await;
-            twinport_ops::systemd::stopping();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        api::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        shutdown.await;
+        twinport_ops::systemd::stopping();
+    })
+    .await?;
     Ok(())
 }

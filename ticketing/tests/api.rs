@@ -546,7 +546,66 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(code, Some(64));
     assert!(
         err.contains("bad.yaml: invalid configuration")
-            && err.contains("branches[0].time_zone (line 9): `Europe/Atlantis`"),
+            && err.contains("branches[0].time_zone (line 11): `Europe/Atlantis`"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_over_its_rate_gets_429_and_other_kiosks_are_served() {
+    let dir = TempDir::new("tk-kiosk-rate");
+    let t = Ticketing::start_edited(&dir, "a", &|y| {
+        y.replace("kiosk_rate_limit: 0", "kiosk_rate_limit: 3")
+    });
+    let c = reqwest::Client::new();
+    let url = t.url(&format!("{B}/tickets"));
+    let post = |key: String, real_ip: Option<&'static str>| {
+        let mut r = c
+            .post(&url)
+            .bearer_auth(KIOSK)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(r#"{"service":"A"}"#);
+        if let Some(ip) = real_ip {
+            // The test's loopback peer is a trusted proxy (the default).
+            r = r.header("x-real-ip", ip);
+        }
+        r.send()
+    };
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let r = post(format!("greedy-{i}"), Some("192.0.2.10"))
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            assert_eq!(r.headers()["retry-after"], "1");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"], "too_many_requests");
+            codes.push(429);
+        } else {
+            codes.push(r.status().as_u16());
+        }
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 7, "{codes:?}");
+    // Another kiosk in the same second is served.
+    let r = post("polite-1".into(), Some("192.0.2.11")).await.unwrap();
+    assert_eq!(r.status(), 201);
+    // Only issued tickets exist: three for the greedy kiosk, one polite.
+    let (_, stats) = call(
+        &c,
+        "GET",
+        &t.url(&format!("{B}/stats")),
+        Some(MANAGER),
+        None,
+        None,
+    )
+    .await;
+    let issued: u64 = stats["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["issued"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(issued, 4, "{stats}");
 }

@@ -80,6 +80,8 @@ pub fn config(node: &str, listen: SocketAddr, database: &str) -> String {
 listen: {listen}
 database: {database}
 public_url: http://{listen}
+# Load tests play many kiosks from one address: no per-kiosk limit here.
+kiosk_rate_limit: 0
 max_connections: 20
 branches:
   - id: centrum
@@ -127,12 +129,31 @@ impl Ticketing {
         database: Option<&str>,
         env: &[(String, String)],
     ) -> Ticketing {
+        Ticketing::start_full(dir, node, database, env, &|yaml| yaml)
+    }
+
+    /// [`Ticketing::start`] with its config text changed by `edit`.
+    pub fn start_edited(dir: &TempDir, node: &str, edit: &dyn Fn(String) -> String) -> Ticketing {
+        Ticketing::start_full(dir, node, None, &[], edit)
+    }
+
+    fn start_full(
+        dir: &TempDir,
+        node: &str,
+        database: Option<&str>,
+        env: &[(String, String)],
+        edit: &dyn Fn(String) -> String,
+    ) -> Ticketing {
         write_tokens(dir);
         let addr = free_addr();
         let cfg = dir.path().join(format!("ticketing-{node}.yaml"));
         std::fs::write(
             &cfg,
-            config(node, addr, database.unwrap_or("sqlite://tickets.db")),
+            edit(config(
+                node,
+                addr,
+                database.unwrap_or("sqlite://tickets.db"),
+            )),
         )
         .unwrap();
         let log = dir.path().join(format!("ticketing-{node}.log"));
