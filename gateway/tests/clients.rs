@@ -91,6 +91,18 @@ async fn nodes_get_forwarding_headers_they_can_believe_and_no_hop_by_hop_header(
             "openssl s_client {args:?}"
         );
     }
+    // The admin status page: no framing, no sniffing, own scripts only.
+    let r = reqwest::get(format!("http://{}/", gw.admin)).await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     // Plain HTTP answers carry no HSTS (it would be ignored, and wrong).
     let r = c.get(gw.url("/whoami")).send().await.unwrap();
     assert!(r.headers().get("strict-transport-security").is_none());

@@ -609,3 +609,30 @@ async fn a_kiosk_over_its_rate_gets_429_and_other_kiosks_are_served() {
         .sum();
     assert_eq!(issued, 4, "{stats}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_forbid_framing_sniffing_and_foreign_scripts() {
+    let dir = TempDir::new("tk-page-headers");
+    let t = Ticketing::start(&dir, "a", None);
+    for page in [
+        "/kiosk/centrum",
+        "/board/centrum",
+        "/desk/centrum/1",
+        "/stats/centrum",
+    ] {
+        let r = reqwest::get(t.url(page)).await.unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for want in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(want), "{page}: {csp}");
+        }
+        assert_eq!(h["x-frame-options"], "DENY", "{page}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{page}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{page}");
+    }
+}
