@@ -54,3 +54,11 @@ ensure_test_deps() {
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 }
+
+# cargo-deny, from crates.io, for the dependency policy (deny.toml).
+ensure_cargo_deny() {
+  if ! command -v cargo-deny >/dev/null 2>&1; then
+    echo "==> installing cargo-deny"
+    cargo install --locked cargo-deny
+  fi
+}

@@ -224,6 +224,61 @@ async fn a_client_over_its_rate_gets_429_and_the_others_are_served() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ocsp_response_is_stapled_and_changes_with_a_reload() {
+    let (dir, a, b) = twins("gw-clients-ocsp");
+    let opts = GwOpts {
+        https: true,
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start_with(&dir, targets(&a, &b), &opts, "");
+    let https = gw.https.unwrap();
+    let status = || {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &https.to_string(),
+                "-servername",
+                "localhost",
+                "-status",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(status().contains("OCSP response: no response sent"));
+    // A CA-signed certificate with its OCSP response, put in by a reload.
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let made = std::process::Command::new("sh")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ocsp-fixture.sh"))
+        .current_dir(&pki)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let with_ocsp = GwOpts {
+        ocsp_response: Some(pki.join("resp.der").display().to_string()),
+        ..opts.clone()
+    };
+    gw.write_config_with_cert(
+        &with_ocsp,
+        "",
+        &pki.join("chain.pem"),
+        &pki.join("server.key"),
+    );
+    let (s, v) = gw.admin_call("POST", "/v1/config/reload", None).await;
+    assert_eq!(s, 200, "{v}");
+    let out = status();
+    assert!(out.contains("OCSP Response Status: successful"), "{out}");
+    assert!(out.contains("Cert Status: good"), "{out}");
+}
+
 /// Whether `openssl s_client` with `args` completes a handshake.
 fn tls_handshake(addr: std::net::SocketAddr, args: &[&str]) -> bool {
     let out = std::process::Command::new("openssl")

@@ -95,6 +95,11 @@ pub struct FileHttps {
     pub certificate: String,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: String,
+    /// A DER OCSP response for the certificate, stapled to every
+    /// handshake (fetch it with `openssl ocsp ... -respout`, refresh it
+    /// before it expires and reload). Optional.
+    #[serde(default)]
+    pub ocsp_response: Option<String>,
     /// Offer HTTP/2 by ALPN (default true).
     #[serde(default)]
     pub http2: Option<bool>,

@@ -353,8 +353,31 @@ impl GatewayConfig {
             let address = e.addr("listeners.https.address", &h.address);
             let certificate = resolve(base, &h.certificate);
             let key = resolve(base, &h.key);
+            let ocsp = h.ocsp_response.as_ref().and_then(|f| {
+                let path = resolve(base, f);
+                match std::fs::read(&path) {
+                    Ok(der) if !der.is_empty() => Some(der),
+                    Ok(_) => {
+                        e.push(
+                            "listeners.https.ocsp_response",
+                            format!("{} is empty", path.display()),
+                        );
+                        None
+                    }
+                    Err(err) => {
+                        e.push(
+                            "listeners.https.ocsp_response",
+                            format!("cannot read {}: {err}", path.display()),
+                        );
+                        None
+                    }
+                }
+            });
             let cert = match tls::load_certified_key(&certificate, &key) {
-                Ok(ck) => Some(Arc::new(ck)),
+                Ok(mut ck) => {
+                    ck.ocsp = ocsp;
+                    Some(Arc::new(ck))
+                }
                 Err(err) => {
                     e.push(err.field(), err.to_string());
                     None

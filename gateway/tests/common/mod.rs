@@ -115,6 +115,8 @@ pub struct GwOpts {
     pub env: Vec<(String, String)>,
     /// A read-only admin token (`admin.read_token_file`), if any.
     pub read_token: Option<&'static str>,
+    /// `listeners.https.ocsp_response`, if any.
+    pub ocsp_response: Option<String>,
 }
 
 impl Default for GwOpts {
@@ -128,6 +130,7 @@ impl Default for GwOpts {
             read_timeout: "60s",
             env: Vec::new(),
             read_token: None,
+            ocsp_response: None,
         }
     }
 }
@@ -233,9 +236,13 @@ impl Gateway {
             .https
             .map(|a| {
                 format!(
-                    "  https:\n    address: {a}\n    certificate: {}\n    key: {}\n",
+                    "  https:\n    address: {a}\n    certificate: {}\n    key: {}\n{}",
                     cert.display(),
-                    key.display()
+                    key.display(),
+                    o.ocsp_response
+                        .as_ref()
+                        .map(|f| format!("    ocsp_response: {f}\n"))
+                        .unwrap_or_default()
                 )
             })
             .unwrap_or_default();
