@@ -87,7 +87,15 @@ impl BackgroundService for ControlPlane {
                         reloader: self.reloader.clone(),
                         audit,
                     };
-                    tokio::spawn(admin::serve(listener, app, shutdown.clone()));
+                    let tls = self
+                        .shared
+                        .snapshot
+                        .load()
+                        .config
+                        .admin
+                        .as_ref()
+                        .and_then(|a| a.tls.clone());
+                    tokio::spawn(admin::serve(listener, app, tls, shutdown.clone()));
                     info!(%addr, "admin API listening");
                 }
                 Err(e) => {

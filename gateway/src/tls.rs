@@ -34,6 +34,8 @@ pub enum TlsError {
         key: PathBuf,
         reason: String,
     },
+    #[error("cannot use the client CA {path}: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
 }
 
 impl TlsError {
@@ -44,7 +46,72 @@ impl TlsError {
                 "listeners.https.certificate"
             }
             TlsError::KeyFile { .. } | TlsError::Mismatch { .. } => "listeners.https.key",
+            TlsError::ClientCa { .. } => "admin.tls.client_ca",
         }
+    }
+
+    /// The field of the admin listener's TLS the error belongs to.
+    pub fn admin_field(&self) -> &'static str {
+        match self {
+            TlsError::CertFile { .. } | TlsError::NoCertificate { .. } => "admin.tls.certificate",
+            TlsError::KeyFile { .. } | TlsError::Mismatch { .. } => "admin.tls.key",
+            TlsError::ClientCa { .. } => "admin.tls.client_ca",
+        }
+    }
+}
+
+/// The admin listener's TLS: TLS 1.2/1.3 with the certificate and key at
+/// `cert`/`key`; with `client_ca`, every client must present a certificate
+/// signed by one of its CAs (mutual TLS).
+pub fn admin_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let ck = load_certified_key(cert, key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Mismatch {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let bad = |reason: String| TlsError::ClientCa {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+                roots
+                    .add(c.map_err(|e| bad(e.to_string()))?)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    Ok(builder.with_cert_resolver(Arc::new(CertResolverStatic(Arc::new(ck)))))
+}
+
+/// One fixed certificate (the admin listener's: changed at restart only).
+#[derive(Debug)]
+struct CertResolverStatic(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for CertResolverStatic {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 

@@ -253,7 +253,7 @@ async fn an_ocsp_response_is_stapled_and_changes_with_a_reload() {
     let pki = dir.path().join("pki");
     std::fs::create_dir_all(&pki).unwrap();
     let made = std::process::Command::new("sh")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ocsp-fixture.sh"))
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pki-fixture.sh"))
         .current_dir(&pki)
         .output()
         .unwrap();
@@ -277,6 +277,113 @@ async fn an_ocsp_response_is_stapled_and_changes_with_a_reload() {
     let out = status();
     assert!(out.contains("OCSP Response Status: successful"), "{out}");
     assert!(out.contains("Cert Status: good"), "{out}");
+}
+
+/// Builds the test PKI (CA, server, OCSP response, client certificates).
+fn pki(dir: &std::path::Path) -> std::path::PathBuf {
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let made = std::process::Command::new("sh")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pki-fixture.sh"))
+        .current_dir(&pki)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    pki
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_over_mutual_tls_wants_a_client_certificate_of_its_ca_and_the_token() {
+    let (dir, a, b) = twins("gw-admin-mtls");
+    let pki = pki(dir.path());
+    let opts = GwOpts {
+        admin_extra: format!(
+            "  tls:\n    certificate: {}\n    key: {}\n    client_ca: {}\n",
+            pki.join("chain.pem").display(),
+            pki.join("server.key").display(),
+            pki.join("ca.crt").display()
+        ),
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start_with(&dir, targets(&a, &b), &opts, "");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.crt")).unwrap()).unwrap();
+    let client = |who: Option<&str>| {
+        let mut c = reqwest::Client::builder()
+            .add_root_certificate(ca.clone())
+            .timeout(Duration::from_secs(5));
+        if let Some(who) = who {
+            let mut pem = std::fs::read(pki.join(format!("{who}.crt"))).unwrap();
+            pem.extend(std::fs::read(pki.join(format!("{who}.key"))).unwrap());
+            c = c.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        c.build().unwrap()
+    };
+    let url = format!("https://localhost:{}/v1/status", gw.admin.port());
+    // The operator's certificate and token: served.
+    let r = client(Some("client"))
+        .get(&url)
+        .bearer_auth(&gw.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 2);
+    // The certificate without the token: 401.
+    let r = client(Some("client")).get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // No certificate, or one of another CA: no TLS session at all.
+    for who in [None, Some("stranger")] {
+        let r = client(who).get(&url).bearer_auth(&gw.token).send().await;
+        assert!(r.is_err(), "{who:?} got through: {r:?}");
+    }
+    // Plain HTTP on the admin port gets nothing either.
+    let plain = reqwest::get(format!("http://{}/v1/status", gw.admin)).await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+    // twinctl with the CA and the client certificate.
+    let out = std::process::Command::new(devtools::bin("twinctl"))
+        .args(["--admin", &format!("https://localhost:{}", gw.admin.port())])
+        .arg("--token-file")
+        .arg(dir.path().join("admin.token"))
+        .arg("--ca-cert")
+        .arg(pki.join("ca.crt"))
+        .arg("--client-cert")
+        .arg(pki.join("client.crt"))
+        .arg("--client-key")
+        .arg(pki.join("client.key"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 2);
+    // An admin listener off loopback needs mutual TLS.
+    let bad = dir.path().join("remote-admin.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&gw.config)
+            .unwrap()
+            .replace(&format!("admin: {}", gw.admin), "admin: 0.0.0.0:19999")
+            .replace(
+                &format!("    client_ca: {}\n", pki.join("ca.crt").display()),
+                "",
+            ),
+    )
+    .unwrap();
+    let (code, text) = devtools::check_config("gateway", &bad);
+    assert_eq!(code, Some(64), "{text}");
+    assert!(
+        text.contains("listeners.admin") && text.contains("mutual TLS"),
+        "{text}"
+    );
 }
 
 /// Whether `openssl s_client` with `args` completes a handshake.

@@ -44,6 +44,26 @@ struct Cli {
     /// File holding the admin bearer token.
     #[arg(long, env = "TWINPORT_TOKEN_FILE", global = true)]
     token_file: Option<std::path::PathBuf>,
+    /// PEM CA certificate to trust for an `https://` admin URL.
+    #[arg(long, env = "TWINPORT_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate for an admin API with mutual TLS (with
+    /// `--client-key`).
+    #[arg(
+        long,
+        env = "TWINPORT_CLIENT_CERT",
+        global = true,
+        requires = "client_key"
+    )]
+    client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(
+        long,
+        env = "TWINPORT_CLIENT_KEY",
+        global = true,
+        requires = "client_cert"
+    )]
+    client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,7 +149,15 @@ pub struct Api {
 
 impl Api {
     fn new(base: &str, token: String) -> Result<Api, Failure> {
-        let client = reqwest::blocking::Client::builder()
+        Api::with_client(base, token, reqwest::blocking::Client::builder())
+    }
+
+    fn with_client(
+        base: &str,
+        token: String,
+        builder: reqwest::blocking::ClientBuilder,
+    ) -> Result<Api, Failure> {
+        let client = builder
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
@@ -140,8 +168,27 @@ impl Api {
         })
     }
 
+    /// The gateway's admin API, over HTTPS with the CA and client
+    /// certificate given (mutual TLS) when its URL is `https://`.
     fn gateway(cli: &Cli) -> Result<Api, Failure> {
-        Api::new(&cli.admin, token(cli)?)
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", p.display())))
+        };
+        let mut builder = reqwest::blocking::Client::builder();
+        if let Some(ca) = &cli.ca_cert {
+            let cert = reqwest::Certificate::from_pem(&read(ca)?)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", ca.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if let (Some(cert), Some(key)) = (&cli.client_cert, &cli.client_key) {
+            let mut pem = read(cert)?;
+            pem.extend(read(key)?);
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", cert.display())))?;
+            builder = builder.identity(id);
+        }
+        Api::with_client(&cli.admin, token(cli)?, builder)
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {

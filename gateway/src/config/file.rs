@@ -66,6 +66,22 @@ pub struct FileAdmin {
     pub read_token_file: Option<String>,
     /// Append-only JSON-lines audit log of every admin call.
     pub audit_log: String,
+    /// HTTPS for the admin API, with client certificates when `client_ca`
+    /// is given: for operators who reach it from another host. Bearer
+    /// tokens are still required. Changes take effect at the next start.
+    #[serde(default)]
+    pub tls: Option<FileAdminTls>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdminTls {
+    pub certificate: String,
+    pub key: String,
+    /// PEM CA certificates; a client must present a certificate they
+    /// signed (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -106,6 +106,10 @@ pub struct Admin {
     /// A token that may only read (`GET`), from `read_token_file`.
     pub read_token: Option<Arc<[u8]>>,
     pub audit_log: PathBuf,
+    /// The admin listener's TLS (and client verification), if any.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Whether the TLS asks every client for a certificate of `client_ca`.
+    pub mutual_tls: bool,
 }
 
 impl std::fmt::Debug for Admin {
@@ -664,13 +668,43 @@ impl GatewayConfig {
                             None
                         }
                     });
+            let tls = a.tls.as_ref().and_then(|t| {
+                let client_ca = t.client_ca.as_ref().map(|c| resolve(base, c));
+                match tls::admin_server_config(
+                    &resolve(base, &t.certificate),
+                    &resolve(base, &t.key),
+                    client_ca.as_deref(),
+                ) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(err) => {
+                        e.push(err.admin_field(), err.to_string());
+                        None
+                    }
+                }
+            });
+            let mutual_tls = a.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
             Some(Admin {
                 token_file,
                 token: token?,
                 read_token,
                 audit_log: resolve(base, &a.audit_log),
+                tls,
+                mutual_tls,
             })
         });
+        let mutual = f
+            .admin
+            .as_ref()
+            .and_then(|a| a.tls.as_ref())
+            .is_some_and(|t| t.client_ca.is_some());
+        if let Some(a) = admin_addr {
+            if !a.ip().is_loopback() && !mutual {
+                e.push(
+                    "listeners.admin",
+                    format!("{a} is not a loopback address: the admin API leaves this host only with mutual TLS (admin.tls with client_ca)"),
+                );
+            }
+        }
         if admin_addr.is_some() && f.admin.is_none() {
             e.push(
                 "admin",

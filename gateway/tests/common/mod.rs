@@ -117,6 +117,8 @@ pub struct GwOpts {
     pub read_token: Option<&'static str>,
     /// `listeners.https.ocsp_response`, if any.
     pub ocsp_response: Option<String>,
+    /// More of the `admin:` section (indented two spaces), such as `tls:`.
+    pub admin_extra: String,
 }
 
 impl Default for GwOpts {
@@ -131,6 +133,7 @@ impl Default for GwOpts {
             env: Vec::new(),
             read_token: None,
             ocsp_response: None,
+            admin_extra: String::new(),
         }
     }
 }
@@ -258,7 +261,7 @@ impl Gateway {
             .collect();
         let yaml = format!(
             "listeners:\n  http: {http}\n{https_yaml}  metrics: {metrics}\n  admin: {admin}\n\
-admin:\n  token_file: admin.token\n  audit_log: audit.log\n{read_token}\
+admin:\n  token_file: admin.token\n  audit_log: audit.log\n{read_token}{admin_extra}\
 mode: {mode}\nprimary: {primary}\nnodes:\n{node_yaml}\
 failback:\n  preempt: {preempt}\n  hold_down: {hold}\n\
 timeouts:\n  read: {read}\n\
@@ -267,6 +270,7 @@ server:\n  threads: 2\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pi
             metrics = self.metrics,
             admin = self.admin,
             mode = o.mode,
+            admin_extra = o.admin_extra,
             read_token = o
                 .read_token
                 .map(|_| "  read_token_file: read.token\n")

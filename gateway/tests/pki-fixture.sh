@@ -1,5 +1,6 @@
-# Builds a test CA, a server certificate it signed (localhost, 127.0.0.1)
-# and an OCSP response for it, in the current directory (openssl CLI).
+# Builds a test CA, a server certificate it signed (localhost, 127.0.0.1),
+# an OCSP response for it and client certificates, in the current
+# directory (openssl CLI).
 set -e
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 30 -subj "/CN=Test CA" 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
@@ -26,3 +27,8 @@ openssl ca -batch -config ca.cnf -in server.csr -out server.crt -notext 2>/dev/n
 openssl ocsp -issuer ca.crt -cert server.crt -reqout req.der -no_nonce 2>/dev/null
 openssl ocsp -index index.txt -rsigner ca.crt -rkey ca.key -CA ca.crt -reqin req.der -respout resp.der -ndays 1 2>/dev/null >/dev/null
 cat server.crt ca.crt > chain.pem
+# A client certificate of the same CA (mutual TLS to the admin API), and
+# one of another CA.
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj "/CN=operator" -addext "extendedKeyUsage=clientAuth" 2>/dev/null
+openssl ca -batch -config ca.cnf -in client.csr -out client.crt -notext 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout stranger.key -out stranger.crt -days 30 -subj "/CN=stranger" -addext "extendedKeyUsage=clientAuth" 2>/dev/null
