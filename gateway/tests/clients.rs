@@ -250,18 +250,7 @@ async fn an_ocsp_response_is_stapled_and_changes_with_a_reload() {
     };
     assert!(status().contains("OCSP response: no response sent"));
     // A CA-signed certificate with its OCSP response, put in by a reload.
-    let pki = dir.path().join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
-    let made = std::process::Command::new("sh")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pki-fixture.sh"))
-        .current_dir(&pki)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let pki = pki(dir.path());
     let with_ocsp = GwOpts {
         ocsp_response: Some(pki.join("resp.der").display().to_string()),
         ..opts.clone()

@@ -30,6 +30,20 @@ async fn desk(
     .await
 }
 
+/// Branch centrum's statistics (manager token).
+async fn branch_stats(c: &reqwest::Client, t: &Ticketing) -> Value {
+    call(
+        c,
+        "GET",
+        &t.url(&format!("{B}/stats")),
+        Some(MANAGER),
+        None,
+        None,
+    )
+    .await
+    .1
+}
+
 /// A kiosk's request for a ticket in branch centrum, with its key.
 async fn kiosk(c: &reqwest::Client, t: &Ticketing, key: &str, body: &str) -> (u16, Value) {
     call(
@@ -45,16 +59,7 @@ async fn kiosk(c: &reqwest::Client, t: &Ticketing, key: &str, body: &str) -> (u1
 
 /// What a bad request must not change: the board and the statistics.
 async fn state(c: &reqwest::Client, t: &Ticketing) -> (Value, Value) {
-    let stats = call(
-        c,
-        "GET",
-        &t.url(&format!("{B}/stats")),
-        Some(MANAGER),
-        None,
-        None,
-    )
-    .await;
-    (board(c, t).await, stats.1)
+    (board(c, t).await, branch_stats(c, t).await)
 }
 
 async fn board(c: &reqwest::Client, t: &Ticketing) -> Value {
@@ -206,15 +211,7 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     let (_, v) = desk(&c, &t, "1", "call-next", None).await;
     assert_eq!(v["called"]["display"], "B001", "{v}");
 
-    let (_, stats) = call(
-        &c,
-        "GET",
-        &t.url(&format!("{B}/stats")),
-        Some(MANAGER),
-        None,
-        None,
-    )
-    .await;
+    let stats = branch_stats(&c, &t).await;
     let a = &stats["services"][0];
     assert_eq!(
         (
@@ -592,15 +589,7 @@ async fn a_kiosk_over_its_rate_gets_429_and_other_kiosks_are_served() {
     let r = post("polite-1".into(), Some("192.0.2.11")).await.unwrap();
     assert_eq!(r.status(), 201);
     // Only issued tickets exist: three for the greedy kiosk, one polite.
-    let (_, stats) = call(
-        &c,
-        "GET",
-        &t.url(&format!("{B}/stats")),
-        Some(MANAGER),
-        None,
-        None,
-    )
-    .await;
+    let stats = branch_stats(&c, &t).await;
     let issued: u64 = stats["services"]
         .as_array()
         .unwrap()
