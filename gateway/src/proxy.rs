@@ -186,7 +186,8 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.shared.snapshot.load();
         let c = &snap.config.clients;
-        if let Some(peer) = peer_ip(session) {
+        // No limit configured: no client address to work out.
+        if let Some(peer) = peer_ip(session).filter(|_| c.rate_limit > 0) {
             let client = clients::client_ip(peer, session.req_header(), &c.trusted_proxies);
             if !self.limiter.allow(client, c.rate_limit) {
                 metrics().rate_limited.inc();
@@ -195,7 +196,11 @@ impl ProxyHttp for Gateway {
             }
         }
         let req = session.req_header();
-        let header_bytes: usize = req.uri.to_string().len()
+        // Counted without copying: the request target as sent, each header
+        // line with its ": " and CRLF.
+        let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len())
+            + req.uri.authority().map_or(0, |a| a.as_str().len());
+        let header_bytes: usize = target
             + req
                 .headers
                 .iter()
