@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod admin;
 pub mod clients;
 pub mod config;

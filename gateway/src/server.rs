@@ -4,6 +4,7 @@
 //! here (threads, grace periods, pid file, upgrade socket), with the retry
 //! budget fixed to what two twins need.
 
+use crate::accept::DeferUntilRequest;
 use crate::admin;
 use crate::config::GatewayConfig;
 use crate::controller::{run_checker, Controller, Event, Shared};
@@ -234,10 +235,14 @@ pub fn run(
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &conf,
-        Gateway::new(shared.clone()),
-        "twinport gateway",
+    // The proxy sees a connection only once its request has begun to
+    // arrive (see `accept`): nothing is dropped at an upgrade's hand-over.
+    let mut proxy = Service::new(
+        "twinport gateway".to_string(),
+        DeferUntilRequest::new(pingora::proxy::http_proxy(
+            &conf,
+            Gateway::new(shared.clone()),
+        )),
     );
     if let Some(addr) = config.listeners.http {
         proxy.add_tcp(&addr.to_string());

@@ -16,9 +16,14 @@ fn read_pid(path: &std::path::Path) -> Option<i32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn binary_upgrade_under_load_refuses_no_connection() {
+async fn binary_upgrade_under_load_fails_no_request() {
     let (dir, a, b) = twins("upgrade");
-    let mut old = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    // The old process lets what it took in finish (as configs/demo does).
+    let opts = GwOpts {
+        grace_period: "2s",
+        ..GwOpts::default()
+    };
+    let mut old = Gateway::start(&dir, &[&a, &b], &opts);
     let pid_file = dir.path().join("gateway.pid");
     assert!(devtools::eventually(Duration::from_secs(5), || read_pid(
         &pid_file
@@ -67,26 +72,14 @@ async fn binary_upgrade_under_load_refuses_no_connection() {
         .filter(|o| o.error.contains("onnection refused"))
         .count();
     assert_eq!(refused, 0, "{}", summary(&out));
-    // Known limit (see docs/operations/gateway-upgrade.md): when the old
-    // process stops after pingora's 5 s hand-over window, a connection it
-    // had just accepted and whose request it had not read yet is closed
-    // (pingora-proxy drops it at shutdown), and that one request fails
-    // with an incomplete message, or a reset when the request bytes had
-    // already arrived unread, or — when the close reaches the client
-    // before it writes the request on that kept-alive connection — hyper's
-    // "connection was not ready" (the request was never sent). Everything
-    // else must succeed.
+    // A connection the old process accepted just before it stopped is
+    // served too (the gateway waits for its request, `accept.rs`): not
+    // one request fails.
     let failed: Vec<_> = out.iter().filter(|o| !o.ok).collect();
     assert!(
-        failed.iter().all(|o| o.error.contains("IncompleteMessage")
-            || o.error.contains("ConnectionReset")
-            || o.error.contains("connection was not ready")),
-        "only requests on connections dropped at the old process's stop may fail: {}",
-        summary(&out)
-    );
-    assert!(
-        failed.len() * 1000 <= out.len(),
-        "more than 0.1 % failed: {}",
+        failed.is_empty(),
+        "{} failed: {}",
+        failed.len(),
         summary(&out)
     );
     assert!(out.len() > 1000, "{}", summary(&out));

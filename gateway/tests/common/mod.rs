@@ -119,6 +119,9 @@ pub struct GwOpts {
     pub ocsp_response: Option<String>,
     /// More of the `admin:` section (indented two spaces), such as `tls:`.
     pub admin_extra: String,
+    /// `server.grace_period`: how long a stopping gateway lets requests
+    /// in flight finish (0s: tests that stop it want it gone at once).
+    pub grace_period: &'static str,
 }
 
 impl Default for GwOpts {
@@ -134,6 +137,7 @@ impl Default for GwOpts {
             read_token: None,
             ocsp_response: None,
             admin_extra: String::new(),
+            grace_period: "0s",
         }
     }
 }
@@ -265,8 +269,9 @@ admin:\n  token_file: admin.token\n  audit_log: audit.log\n{read_token}{admin_ex
 mode: {mode}\nprimary: {primary}\nnodes:\n{node_yaml}\
 failback:\n  preempt: {preempt}\n  hold_down: {hold}\n\
 timeouts:\n  read: {read}\n\
-server:\n  threads: 2\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n{extra}",
+server:\n  threads: 2\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n{extra}",
             http = self.http,
+            grace = o.grace_period,
             metrics = self.metrics,
             admin = self.admin,
             mode = o.mode,
