@@ -459,9 +459,12 @@ impl ProxyHttp for Gateway {
             }
         };
         let policy = snap.config.retries;
+        let req = session.req_header();
+        let idempotent = req.method.is_idempotent()
+            || (policy.idempotency_key && req.headers.contains_key("idempotency-key"));
         let replayable = policy.idempotent
             && ctx.attempts < policy.max_attempts
-            && session.req_header().method.is_idempotent()
+            && idempotent
             && !session.as_ref().retry_buffer_truncated()
             && !ctx.response_started;
         e.set_retry(replayable);

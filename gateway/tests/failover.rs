@@ -369,6 +369,27 @@ async fn a_post_whose_node_dies_after_receiving_it_is_not_replayed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_post_with_an_idempotency_key_whose_node_dies_is_replayed_on_the_twin() {
+    let (dir, mut a, b) = twins("post-key");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let post = tokio::spawn(
+        reqwest::Client::new()
+            .post(gw.url("/record?id=ticket-1&ms=3000"))
+            .header("idempotency-key", "kiosk-7-press-1")
+            .body("payload")
+            .send(),
+    );
+    assert!(devtools::eventually(Duration::from_secs(5), || a.journal() == ["ticket-1"]));
+    a.crash();
+    // The key makes the replay safe: the twin answers.
+    let r = post.await.unwrap().expect("the gateway answers");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-twinport-node"], "b");
+    assert_eq!(b.journal(), ["ticket-1"]);
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consecutive_5xx_answers_eject_the_node_and_checks_bring_it_back() {
     let (dir, a, b) = twins("5xx");
     let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());

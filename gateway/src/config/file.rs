@@ -263,6 +263,12 @@ pub struct FileRetries {
     /// node never is.
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// Treat a request that carries an `Idempotency-Key` header (any
+    /// method) as idempotent (default true): the application promises to
+    /// answer a repeated key with the first result, so the twin may get
+    /// the request again when its node failed before answering.
+    #[serde(default)]
+    pub idempotency_key: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

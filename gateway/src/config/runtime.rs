@@ -259,6 +259,8 @@ pub struct Timeouts {
 pub struct Retries {
     pub max_attempts: u32,
     pub idempotent: bool,
+    /// A request with an `Idempotency-Key` header counts as idempotent.
+    pub idempotency_key: bool,
 }
 
 /// The most attempts a request can get (pingora's `max_retries`, fixed at
@@ -590,6 +592,7 @@ impl GatewayConfig {
                 MAX_ATTEMPTS,
             ),
             idempotent: f.retries.idempotent.unwrap_or(true),
+            idempotency_key: f.retries.idempotency_key.unwrap_or(true),
         };
         let dns = Dns {
             servers: f
