@@ -221,9 +221,11 @@ async function desk() {
   const current = el("section", { class: "card", id: "current" });
   const queues = el("p", { id: "queues" });
   const select = el("select", { id: "transfer-to" });
+  // One key per press: the gateway may replay it on the twin after a
+  // failover, and the press still acts once (no visitor skipped).
   const act = (name, body) => async () => {
     try {
-      const r = await api("POST", base + "/" + name, body, tok);
+      const r = await api("POST", base + "/" + name, body, tok, { "Idempotency-Key": uuid() });
       status.textContent = name === "call-next" && !r.called ? T.nobody : "";
       render(await api("GET", base, undefined, tok));
     } catch (e) {

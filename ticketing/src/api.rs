@@ -134,6 +134,16 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, "not_found", m),
             StoreError::Conflict(m) => ApiError(StatusCode::CONFLICT, "conflict", m),
             StoreError::Invalid(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+            full if full.is_storage_full() => {
+                tracing::error!(error = %full, "the queue store's disk is full");
+                ApiError(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the queue store's disk is full: nothing was changed (no ticket issued); \
+                     try again once space is freed"
+                        .into(),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError(
@@ -256,13 +266,19 @@ struct IssueBody {
 
 /// The `Idempotency-Key` (or a fresh one: the request is then not
 /// replayable), checked: 1-128 visible ASCII characters.
+/// The request's `Idempotency-Key`, or a fresh one (the request then
+/// happens once anyway, but a repeat cannot be recognised).
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(optional_idempotency_key(headers)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
+}
+
+fn optional_idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key") {
-        None => Ok(uuid::Uuid::new_v4().to_string()),
+        None => Ok(None),
         Some(v) => {
             let k = v.to_str().unwrap_or("");
             if (1..=128).contains(&k.len()) && k.bytes().all(|c| c.is_ascii_graphic()) {
-                Ok(k.to_string())
+                Ok(Some(k.to_string()))
             } else {
                 Err(ApiError(
                     StatusCode::BAD_REQUEST,
@@ -435,9 +451,12 @@ async fn desk_action(
         )
     })?;
     let now = now_ms();
+    // A desk's key is its own: it cannot replay a kiosk's ticket.
+    let key = optional_idempotency_key(&headers)?.map(|k| format!("desk:{desk}:{k}"));
+    let key = key.as_deref();
     let acted = match action.as_str() {
         "call-next" => {
-            let called = app.store.call_next(b, d, now).await?;
+            let called = app.store.call_next(b, d, key, now).await?;
             return Ok(match called {
                 Some(t) => {
                     app.metrics.calls.with_label_values(&[&b.id, &d.id]).inc();
@@ -448,11 +467,11 @@ async fn desk_action(
                 None => Json(json!({"called": null, "message": "nobody waits for this desk's services"})).into_response(),
             });
         }
-        "recall" => app.store.desk_action(b, &desk, DeskAction::Recall, now).await?,
-        "start" => app.store.desk_action(b, &desk, DeskAction::Start, now).await?,
-        "finish" => app.store.desk_action(b, &desk, DeskAction::Finish, now).await?,
+        "recall" => app.store.desk_action(b, &desk, DeskAction::Recall, key, now).await?,
+        "start" => app.store.desk_action(b, &desk, DeskAction::Start, key, now).await?,
+        "finish" => app.store.desk_action(b, &desk, DeskAction::Finish, key, now).await?,
         "no-show" => {
-            let t = app.store.desk_action(b, &desk, DeskAction::NoShow, now).await?;
+            let t = app.store.desk_action(b, &desk, DeskAction::NoShow, key, now).await?;
             app.metrics.no_shows.with_label_values(&[&b.id, &t.service]).inc();
             t
         }

@@ -41,6 +41,23 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+impl StoreError {
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL
+    /// `53100 disk_full`, or `ENOSPC` from the file system): the change
+    /// was not made, and will succeed once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                let code = e.code();
+                matches!(code.as_deref(), Some("13") | Some("53100"))
+                    || e.message().contains("disk is full")
+            }
+            StoreError::Db(sqlx::Error::Io(e)) => e.raw_os_error() == Some(28),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Ticket {
     pub id: String,
@@ -238,6 +255,46 @@ impl Store {
                 .await?;
         }
         Ok(tx)
+    }
+
+    /// The ticket a desk action already acted on under `key` (a replay).
+    async fn replayed(
+        tx: &mut sqlx::AnyConnection,
+        branch: &str,
+        key: Option<&str>,
+    ) -> Result<Option<String>> {
+        let Some(key) = key else { return Ok(None) };
+        let row = sqlx::query("SELECT ticket_id FROM idempotency WHERE branch = $1 AND key = $2")
+            .bind(branch)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("ticket_id")?),
+            None => None,
+        })
+    }
+
+    /// Remembers, in the action's own transaction, that `key` acted on
+    /// `ticket`: a repeat of the same press gets the same answer.
+    async fn remember(
+        tx: &mut sqlx::AnyConnection,
+        branch: &str,
+        key: Option<&str>,
+        ticket: &str,
+        now: Millis,
+    ) -> Result<()> {
+        let Some(key) = key else { return Ok(()) };
+        sqlx::query(
+            "INSERT INTO idempotency (branch, key, ticket_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(branch)
+        .bind(key)
+        .bind(ticket)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 
     /// The version of every branch (changes since the last look mean a
@@ -490,8 +547,21 @@ impl Store {
 
     /// The desk calls its next visitor by the queue rules; `None` if nobody
     /// waits for what it serves. Refused while the desk still has one.
-    pub async fn call_next(&self, b: &Branch, desk: &Desk, now: Millis) -> Result<Option<Ticket>> {
+    /// Calls the next visitor to `desk`. With a `key` (the desk's
+    /// `Idempotency-Key`, namespaced by the caller) the call happens once:
+    /// a repeat returns the ticket the first one called.
+    pub async fn call_next(
+        &self,
+        b: &Branch,
+        desk: &Desk,
+        key: Option<&str>,
+        now: Millis,
+    ) -> Result<Option<Ticket>> {
         let mut tx = self.begin(&b.id).await?;
+        if let Some(id) = Self::replayed(&mut tx, &b.id, key).await? {
+            tx.rollback().await?;
+            return self.ticket(&id).await;
+        }
         if let Some(cur) = Self::current_in(&mut *tx, &b.id, &desk.id).await? {
             return Err(StoreError::Conflict(format!(
                 "desk {} still has {} ({}): finish it, mark it a no-show or transfer it first",
@@ -556,6 +626,7 @@ impl Store {
             .into_iter()
             .find(|t| t.id == pick.id)
             .expect("picked from these");
+        Self::remember(&mut tx, &b.id, key, &called.id, now).await?;
         tx.commit().await?;
         called.status = "called".into();
         called.desk = Some(desk.id.clone());
@@ -563,15 +634,24 @@ impl Store {
         Ok(Some(called))
     }
 
-    /// Recall, start, finish or no-show on the desk's current ticket.
+    /// Recall, start, finish or no-show on the desk's current ticket;
+    /// once per `key`, like [`Store::call_next`].
     pub async fn desk_action(
         &self,
         b: &Branch,
         desk: &str,
         action: DeskAction,
+        key: Option<&str>,
         now: Millis,
     ) -> Result<Ticket> {
         let mut tx = self.begin(&b.id).await?;
+        if let Some(id) = Self::replayed(&mut tx, &b.id, key).await? {
+            tx.rollback().await?;
+            return self
+                .ticket(&id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id));
+        }
         let cur = Self::current_in(&mut *tx, &b.id, desk)
             .await?
             .ok_or_else(|| {
@@ -613,6 +693,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        Self::remember(&mut tx, &b.id, key, &cur.id, now).await?;
         tx.commit().await?;
         self.ticket(&cur.id)
             .await?

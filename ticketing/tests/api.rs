@@ -248,6 +248,38 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     }
 }
 
+/// A desk's press sent again with its key (a retry after a failover)
+/// acts once: the visitor it called is not skipped.
+#[tokio::test]
+async fn a_desk_press_repeated_with_its_key_acts_once() {
+    let dir = TempDir::new("tk-desk-key");
+    let t = Ticketing::start(&dir, "a", None);
+    let c = reqwest::Client::new();
+    for k in ["k-1", "k-2"] {
+        let (s, v) = kiosk(&c, &t, k, r#"{"service":"A"}"#).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let press = |action: &'static str, key: &'static str| {
+        let c = c.clone();
+        let url = t.url(&format!("{B}/desks/1/{action}"));
+        async move { call(&c, "POST", &url, Some(DESK), Some(key), None).await }
+    };
+    let (s, first) = press("call-next", "press-1").await;
+    assert_eq!((s, first["called"]["display"].as_str()), (200, Some("A001")), "{first}");
+    // Without the key this would be 409 (the desk still has A001).
+    let (s, again) = press("call-next", "press-1").await;
+    assert_eq!((s, &again["called"]["id"]), (200, &first["called"]["id"]), "{again}");
+    let (s, done) = press("finish", "press-2").await;
+    assert_eq!((s, done["status"].as_str()), (200, Some("done")), "{done}");
+    let (s, again) = press("finish", "press-2").await;
+    assert_eq!((s, &again["id"]), (200, &done["id"]), "{again}");
+    let (s, next) = press("call-next", "press-3").await;
+    assert_eq!((s, next["called"]["display"].as_str()), (200, Some("A002")), "{next}");
+    // A kiosk's key of the same text is another key: a new ticket.
+    let (s, v) = kiosk(&c, &t, "press-1", r#"{"service":"A"}"#).await;
+    assert_eq!((s, v["display"].as_str()), (201, Some("A003")), "{v}");
+}
+
 fn chrono_now_rfc3339() -> String {
     let now = std::time::SystemTime::now();
     humantime::format_rfc3339_seconds(now).to_string()
