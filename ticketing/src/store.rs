@@ -20,7 +20,7 @@ use crate::config::{Branch, Desk};
 use crate::queue::{self, Targets, Waiting};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Row};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +186,10 @@ fn display(prefix: &str, number: i64) -> String {
     format!("{prefix}{number:03}")
 }
 
+/// How long PostgreSQL lets a session sit inside a transaction between
+/// two statements before it ends the session (and frees its locks).
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_millis(500);
+
 impl Store {
     /// Connects and brings the schema up to date (both twins may do it at
     /// once: sqlx's migrator takes a lock).
@@ -210,8 +214,40 @@ impl Store {
                         sqlx::query("PRAGMA synchronous = FULL")
                             .execute(&mut *conn)
                             .await?;
+                    } else {
+                        // Every change holds its branch's row lock for a
+                        // few milliseconds. A twin that hangs inside one
+                        // (SIGSTOP, a frozen VM) would hold it, and stall
+                        // the other twin, until it resumed: the server
+                        // ends such a session instead.
+                        sqlx::query(&format!(
+                            "SET idle_in_transaction_session_timeout = {}",
+                            IDLE_IN_TRANSACTION.as_millis()
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
                     }
                     Ok(())
+                })
+            })
+            // A connection goes back to the pool only outside any
+            // transaction. After a failed statement (a full disk, above
+            // all) SQLite may roll the transaction back by itself; sqlx's
+            // own ROLLBACK then fails and sqlx still counts the
+            // transaction as open, so the next `begin` on that connection
+            // would open a mere savepoint, whose "commit" commits nothing
+            // and whose locks stall the other twin. Such a connection is
+            // closed instead (which ends whatever it still held).
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // Runs the rollback sqlx queued when a transaction was
+                    // dropped, so the count below is the real one.
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!("closing a database connection left inside a transaction");
+                    }
+                    Ok(clean)
                 })
             })
             .connect(url)

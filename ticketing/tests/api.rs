@@ -265,16 +265,28 @@ async fn a_desk_press_repeated_with_its_key_acts_once() {
         async move { call(&c, "POST", &url, Some(DESK), Some(key), None).await }
     };
     let (s, first) = press("call-next", "press-1").await;
-    assert_eq!((s, first["called"]["display"].as_str()), (200, Some("A001")), "{first}");
+    assert_eq!(
+        (s, first["called"]["display"].as_str()),
+        (200, Some("A001")),
+        "{first}"
+    );
     // Without the key this would be 409 (the desk still has A001).
     let (s, again) = press("call-next", "press-1").await;
-    assert_eq!((s, &again["called"]["id"]), (200, &first["called"]["id"]), "{again}");
+    assert_eq!(
+        (s, &again["called"]["id"]),
+        (200, &first["called"]["id"]),
+        "{again}"
+    );
     let (s, done) = press("finish", "press-2").await;
     assert_eq!((s, done["status"].as_str()), (200, Some("done")), "{done}");
     let (s, again) = press("finish", "press-2").await;
     assert_eq!((s, &again["id"]), (200, &done["id"]), "{again}");
     let (s, next) = press("call-next", "press-3").await;
-    assert_eq!((s, next["called"]["display"].as_str()), (200, Some("A002")), "{next}");
+    assert_eq!(
+        (s, next["called"]["display"].as_str()),
+        (200, Some("A002")),
+        "{next}"
+    );
     // A kiosk's key of the same text is another key: a new ticket.
     let (s, v) = kiosk(&c, &t, "press-1", r#"{"service":"A"}"#).await;
     assert_eq!((s, v["display"].as_str()), (201, Some("A003")), "{v}");
