@@ -1,0 +1,624 @@
+//! The whole appliance from its built binaries, on loopback: the gateway,
+//! and per twin node a `node-agent` supervising the ticketing service as
+//! its app, both twins on one store (a SQLite file, or PostgreSQL).
+//!
+//! Every process gets fresh ports and a fresh directory; every file it
+//! needs (configs, tokens, the release) is written here, as an installer
+//! would. Nothing outside that directory and loopback is touched.
+
+use crate::fault::FaultProxy;
+use anyhow::{bail, Context};
+use devtools::{free_addr, write_secret, Proc, TempDir};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const ADMIN_TOKEN: &str = "chaos-admin-token-0123456789abcdef";
+pub const AGENT_TOKEN: &str = "chaos-agent-token-0123456789abcdef";
+pub const KIOSK_TOKEN: &str = "chaos-kiosk-token-0123456789abcdef";
+pub const DESK_TOKEN: &str = "chaos-desk-token-0123456789abcdef";
+pub const MANAGER_TOKEN: &str = "chaos-manager-token-0123456789abcdef";
+pub const BRANCH: &str = "centrum";
+
+/// The gateway's active health check. The bound for a hang or a blackhole
+/// is derived from these (see [`HealthCheck::detection_bound`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fall: u32,
+    /// False: checks every hour, no cutting of sessions — "switched off",
+    /// to show that the bounds catch a gateway that does not detect.
+    pub enabled: bool,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            interval: Duration::from_millis(250),
+            timeout: Duration::from_millis(250),
+            fall: 2,
+            enabled: true,
+        }
+    }
+}
+
+impl HealthCheck {
+    /// The longest a silent node can stay "up": the fault may land just
+    /// after a passed check; then `fall` checks, an interval apart, each
+    /// time out.
+    pub fn detection_bound(&self) -> Duration {
+        self.interval * (self.fall + 1) + self.timeout
+    }
+}
+
+/// Where both twins keep the queue.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A SQLite file in this directory (the appliance's own by default).
+    Sqlite(Option<PathBuf>),
+    /// A PostgreSQL database URL.
+    Postgres(String),
+}
+
+/// How to start the appliance.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where `gateway`, `node-agent`, `ticketing` and `twinctl` are.
+    pub bin_dir: PathBuf,
+    pub store: Store,
+    pub health: HealthCheck,
+    /// Reach the nodes through fault proxies (slow and lossy links).
+    pub proxied: bool,
+}
+
+/// One twin: its agent, the app the agent supervises, and the links to both.
+pub struct Node {
+    pub name: &'static str,
+    /// The ticketing service (the app).
+    pub app: SocketAddr,
+    /// The agent's `/ready`.
+    pub ready: SocketAddr,
+    /// The agent's control API.
+    pub control: SocketAddr,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    /// While this file exists the agent's `flap` probe fails.
+    pub flap_marker: PathBuf,
+    /// Fault proxies in front of the app and the agent (if proxied).
+    pub app_link: Option<FaultProxy>,
+    pub agent_link: Option<FaultProxy>,
+    pub agent: Option<Proc>,
+}
+
+impl Node {
+    /// The app's pid, from the agent's pid file.
+    pub fn app_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.state_dir.join("app.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The pids of the node's processes: agent and app.
+    pub fn pids(&self) -> Vec<i32> {
+        self.agent
+            .as_ref()
+            .map(|p| p.pid())
+            .into_iter()
+            .chain(self.app_pid())
+            .collect()
+    }
+
+    /// Sends `sig` to the agent and the app.
+    pub fn signal(&self, sig: &str) {
+        for pid in self.pids() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// kill -9 of the app and the agent: the node is gone.
+    pub fn crash(&mut self) {
+        self.signal("KILL");
+        if let Some(mut p) = self.agent.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts the agent (which starts the app, stopping an orphan first).
+    pub fn start_agent(&mut self, bin_dir: &Path) -> anyhow::Result<()> {
+        let mut cmd = Command::new(bin_dir.join("node-agent"));
+        cmd.arg("--config").arg(&self.config);
+        self.agent = Some(Proc::spawn(
+            &format!("node-agent {}", self.name),
+            cmd,
+            Some(&self.log),
+        ));
+        Ok(())
+    }
+
+    /// The links in front of the node (app and agent), if proxied.
+    pub fn set_link(&self, fault: crate::fault::Fault) {
+        for l in [&self.app_link, &self.agent_link].into_iter().flatten() {
+            l.set(fault);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        if let Some(p) = &mut self.agent {
+            // The agent stops its app on SIGTERM.
+            p.signal("TERM");
+            let _ = p.wait_exit(Duration::from_secs(5));
+        }
+        if let Some(pid) = self.app_pid() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+/// The running appliance.
+pub struct Appliance {
+    pub opts: Options,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+    pub gateway_config: PathBuf,
+    pub gateway_log: PathBuf,
+    pub gateway: Proc,
+    pub nodes: [Node; 2],
+    pub database: String,
+    client: reqwest::Client,
+    // Last: removed after every process is gone.
+    pub dir: TempDir,
+}
+
+fn app_token_paths(dir: &Path) -> String {
+    format!(
+        "      kiosk: {k}\n      desk: {d}\n      manager: {m}\n",
+        k = dir.join("kiosk.token").display(),
+        d = dir.join("desk.token").display(),
+        m = dir.join("manager.token").display()
+    )
+}
+
+/// The ticketing service's config for node `name`.
+fn ticketing_yaml(
+    dir: &Path,
+    name: &str,
+    listen: SocketAddr,
+    database: &str,
+    public: SocketAddr,
+) -> String {
+    format!(
+        "node: {name}
+listen: {listen}
+database: {database}
+max_connections: 8
+kiosk_rate_limit: 0
+public_url: http://{public}
+branches:
+  - id: {BRANCH}
+    name: Chaos branch
+    time_zone: Europe/Warsaw
+    opening_hours: {{ mon: 00:00-24:00, tue: 00:00-24:00, wed: 00:00-24:00, thu: 00:00-24:00, fri: 00:00-24:00, sat: 00:00-24:00, sun: 00:00-24:00 }}
+    tokens:
+{tokens}    services:
+      - {{ prefix: A, name: {{ pl: Dowody, en: ID cards }}, target_wait: 10m, max_wait: 30m, service_time: 6m }}
+      - {{ prefix: B, name: {{ pl: Paszporty, en: Passports }}, target_wait: 15m, max_wait: 40m, service_time: 10m }}
+      - {{ prefix: C, name: {{ pl: Pojazdy, en: Vehicles }}, target_wait: 20m, service_time: 12m }}
+    desks:
+      - {{ id: \"1\", services: [A, B] }}
+      - {{ id: \"2\", services: [B, A] }}
+      - {{ id: \"3\", services: [C, A] }}
+",
+        tokens = app_token_paths(dir),
+    )
+}
+
+/// The node-agent's config for node `name`.
+fn agent_yaml(dir: &Path, n: &Node, gateway_admin: SocketAddr) -> String {
+    let name = n.name;
+    format!(
+        "node: {name}
+listen: {ready}
+control:
+  listen: {control}
+  token_file: {dir}/agent.token
+  audit_log: {dir}/agent-{name}-audit.log
+state_dir: {state}
+app:
+  command: [\"{{release}}/ticketing\", \"--config\", \"{dir}/ticketing-{name}.yaml\"]
+  log: {dir}/app-{name}.log
+  stop_timeout: 5s
+  restart_backoff_min: 200ms
+  restart_backoff_max: 2s
+probes:
+  - name: http
+    http: {{ url: \"http://{app}/ready\", status: 200, body_contains: '\"node\":\"{name}\"' }}
+    interval: 100ms
+    timeout: 200ms
+    rise: 2
+    fall: 2
+  - name: flap
+    command: [\"sh\", \"-c\", \"test ! -e {marker}\"]
+    interval: 50ms
+    timeout: 500ms
+    rise: 1
+    fall: 1
+  - name: disk
+    disk: {{ path: {state}, min_free_mib: 1 }}
+    interval: 5s
+    rise: 1
+upgrade:
+  keep_releases: 2
+  drain_timeout: 20s
+  start_timeout: 20s
+gateway:
+  admin: http://{gateway_admin}
+  token_file: {dir}/admin.token
+",
+        ready = n.ready,
+        control = n.control,
+        dir = dir.display(),
+        state = n.state_dir.display(),
+        app = n.app,
+        marker = n.flap_marker.display(),
+    )
+}
+
+/// Which of two valid gateway configs to write (reloads alternate them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    First,
+    Second,
+}
+
+impl Appliance {
+    /// Starts everything and returns once the gateway sees both twins up,
+    /// node a primary, and every desk is open.
+    pub async fn start(tag: &str, opts: Options) -> anyhow::Result<Appliance> {
+        let dir = TempDir::new(&format!("chaos-{tag}"));
+        let d = dir.path().to_path_buf();
+        for (file, token) in [
+            ("admin.token", ADMIN_TOKEN),
+            ("agent.token", AGENT_TOKEN),
+            ("kiosk.token", KIOSK_TOKEN),
+            ("desk.token", DESK_TOKEN),
+            ("manager.token", MANAGER_TOKEN),
+        ] {
+            write_secret(&d.join(file), token);
+        }
+        let database = match &opts.store {
+            Store::Sqlite(folder) => format!(
+                "sqlite://{}",
+                folder
+                    .as_deref()
+                    .unwrap_or(&d)
+                    .join("ticketing.db")
+                    .display()
+            ),
+            Store::Postgres(url) => url.clone(),
+        };
+        let (http, admin, metrics) = (free_addr(), free_addr(), free_addr());
+        let mut nodes = Vec::new();
+        for name in ["a", "b"] {
+            let app = free_addr();
+            let ready = free_addr();
+            let (app_link, agent_link) = if opts.proxied {
+                (
+                    Some(FaultProxy::start(app).await?),
+                    Some(FaultProxy::start(ready).await?),
+                )
+            } else {
+                (None, None)
+            };
+            let node = Node {
+                name,
+                app,
+                ready,
+                control: free_addr(),
+                config: d.join(format!("node-{name}.yaml")),
+                state_dir: d.join(format!("node-{name}")),
+                log: d.join(format!("agent-{name}.log")),
+                flap_marker: d.join(format!("flap-{name}")),
+                app_link,
+                agent_link,
+                agent: None,
+            };
+            std::fs::write(
+                d.join(format!("ticketing-{name}.yaml")),
+                ticketing_yaml(&d, name, app, &database, http),
+            )?;
+            std::fs::write(&node.config, agent_yaml(&d, &node, admin))?;
+            let out = Command::new(opts.bin_dir.join("node-agent"))
+                .arg("--config")
+                .arg(&node.config)
+                .args(["install", "--version", "1.0.0", "--release"])
+                .arg(opts.bin_dir.join("ticketing"))
+                .output()
+                .context("run node-agent install")?;
+            if !out.status.success() {
+                bail!(
+                    "node-agent install on {name}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            nodes.push(node);
+        }
+        let [a, b]: [Node; 2] = nodes.try_into().ok().expect("two nodes");
+        let gateway_config = d.join("gateway.yaml");
+        let gateway_log = d.join("gateway.log");
+        let mut me = Appliance {
+            http,
+            admin,
+            metrics,
+            gateway_config: gateway_config.clone(),
+            gateway_log: gateway_log.clone(),
+            gateway: Proc::spawn("placeholder", Command::new("true"), None),
+            nodes: [a, b],
+            database,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            opts,
+            dir,
+        };
+        me.write_gateway_config(Variant::First)?;
+        let mut cmd = Command::new(me.opts.bin_dir.join("gateway"));
+        cmd.arg("--config").arg(&gateway_config);
+        me.gateway = Proc::spawn("gateway", cmd, Some(&gateway_log));
+        if !devtools::wait_for_port(admin, Duration::from_secs(20)) {
+            bail!(
+                "the gateway did not open its admin API; log:\n{}",
+                me.gateway_log_text()
+            );
+        }
+        // Node a first, so that it is the primary.
+        for n in 0..2 {
+            let bin = me.opts.bin_dir.clone();
+            me.nodes[n].start_agent(&bin)?;
+            let name = me.nodes[n].name;
+            if !me.wait_health(name, "up", Duration::from_secs(30)).await {
+                bail!(
+                    "the gateway did not see node {name} up; agent log:\n{}\napp log:\n{}",
+                    std::fs::read_to_string(&me.nodes[n].log).unwrap_or_default(),
+                    std::fs::read_to_string(d.join(format!("app-{name}.log"))).unwrap_or_default()
+                );
+            }
+        }
+        for desk in ["1", "2", "3"] {
+            let r = me
+                .client
+                .post(me.url(&format!("/api/v1/branches/{BRANCH}/desks/{desk}/open")))
+                .bearer_auth(DESK_TOKEN)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("opening desk {desk}: {}", r.status());
+            }
+        }
+        Ok(me)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn gateway_log_text(&self) -> String {
+        std::fs::read_to_string(&self.gateway_log).unwrap_or_default()
+    }
+
+    /// The gateway's config, one of two valid variants (they differ in
+    /// failback hold-down and the passive error limit: both reloadable).
+    pub fn gateway_yaml(&self, variant: Variant) -> String {
+        let d = self.dir.path();
+        let hc = self.opts.health;
+        let (interval, cut) = if hc.enabled {
+            (format!("{}ms", hc.interval.as_millis()), true)
+        } else {
+            ("1h".to_string(), false)
+        };
+        let (hold_down, error_limit) = match variant {
+            Variant::First => ("30s", 5),
+            Variant::Second => ("31s", 6),
+        };
+        let node = |n: &Node| {
+            let app = n.app_link.as_ref().map_or(n.app, |l| l.addr);
+            let agent = n.agent_link.as_ref().map_or(n.ready, |l| l.addr);
+            format!(
+                "  - name: {}\n    address: {app}\n    agent: {agent}\n    weight: 100\n",
+                n.name
+            )
+        };
+        format!(
+            "listeners:
+  http: {http}
+  metrics: {metrics}
+  admin: {admin}
+admin:
+  token_file: {dir}/admin.token
+  audit_log: {dir}/gateway-audit.log
+watch_config: false
+mode: active-standby
+primary: a
+nodes:
+{a}{b}health_check:
+  path: /ready
+  interval: {interval}
+  timeout: {timeout}ms
+  rise: 2
+  fall: {fall}
+  shutdown_sessions_on_down: {cut}
+passive:
+  error_limit: {error_limit}
+failback:
+  preempt: false
+  hold_down: {hold_down}
+timeouts:
+  connect: 500ms
+  read: 30s
+  write: 30s
+server:
+  threads: 2
+  grace_period: 2s
+  graceful_shutdown_timeout: 5s
+  pid_file: {dir}/gateway.pid
+  upgrade_socket: {dir}/gateway-upgrade.sock
+",
+            http = self.http,
+            metrics = self.metrics,
+            admin = self.admin,
+            dir = d.display(),
+            a = node(&self.nodes[0]),
+            b = node(&self.nodes[1]),
+            timeout = hc.timeout.as_millis(),
+            fall = hc.fall,
+        )
+    }
+
+    pub fn write_gateway_config(&self, variant: Variant) -> anyhow::Result<()> {
+        write_atomically(&self.gateway_config, &self.gateway_yaml(variant))
+    }
+
+    /// An admin API call with the operator token: status and JSON body.
+    pub async fn admin_call(&self, method: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .client
+            .request(method.parse()?, format!("http://{}{path}", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?;
+        let code = r.status().as_u16();
+        Ok((code, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        Ok(self.admin_call("GET", "/v1/status").await?.1)
+    }
+
+    /// Waits until the gateway reports node `name` with `health`.
+    pub async fn wait_health(&self, name: &str, health: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(s) = self.status().await {
+                if node_field(&s, name, "health") == Some(health) {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// The gateway's sample `name` (a line of its /metrics, without value).
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self
+            .client
+            .get(format!("http://{}/metrics", self.metrics))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// The sum of every sample of the metric family `name`.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let Ok(r) = self
+            .client
+            .get(format!("http://{}/metrics", self.metrics))
+            .send()
+            .await
+        else {
+            return 0.0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Runs `twinctl` with the admin URL and token: exit code and output.
+    pub fn twinctl(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(self.opts.bin_dir.join("twinctl"))
+            .arg("--admin")
+            .arg(format!("http://{}", self.admin))
+            .arg("--token-file")
+            .arg(self.dir.path().join("admin.token"))
+            .args(args)
+            .output();
+        match out {
+            Ok(o) => (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).to_string()
+                    + &String::from_utf8_lossy(&o.stderr),
+            ),
+            Err(e) => (None, format!("cannot run twinctl: {e}")),
+        }
+    }
+
+    pub fn gateway_pid_file(&self) -> PathBuf {
+        self.dir.path().join("gateway.pid")
+    }
+}
+
+/// The value of `field` of node `name` in a gateway status document.
+pub fn node_field<'a>(status: &'a Value, name: &str, field: &str) -> Option<&'a str> {
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == name)?[field]
+        .as_str()
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a
+/// reader never sees half a file.
+pub fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detection_bound_follows_the_health_check() {
+        let hc = HealthCheck::default();
+        assert_eq!(hc.detection_bound(), Duration::from_millis(1000));
+        let slower = HealthCheck {
+            interval: Duration::from_secs(1),
+            fall: 3,
+            ..hc
+        };
+        assert_eq!(slower.detection_bound(), Duration::from_millis(4250));
+    }
+}

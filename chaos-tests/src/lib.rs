@@ -1,0 +1,23 @@
+//! Twinport's chaos suite: the appliance proves under real faults that it
+//! loses nothing, with figures.
+//!
+//! - [`appliance`]: the whole appliance from the built binaries on loopback;
+//! - [`fault`]: our fault-injecting TCP proxy (latency, blackhole);
+//! - [`env`]: a PostgreSQL server and a tmpfs of the scenario's own;
+//! - [`load`]: the bounded mixed load (browsing, kiosks, desks), every
+//!   request recorded;
+//! - [`tickets`]: the store against what the kiosks printed;
+//! - [`scenarios`]: one fault each, with its bounds;
+//! - [`report`]: the figures as a table, Markdown and JSON.
+//!
+//! The `chaos-tests` binary runs the suite (`--full` for the long one);
+//! `tests/short.rs` runs the short suite in CI and asserts every bound.
+#![forbid(unsafe_code)]
+
+pub mod appliance;
+pub mod env;
+pub mod fault;
+pub mod load;
+pub mod report;
+pub mod scenarios;
+pub mod tickets;

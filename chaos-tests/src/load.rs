@@ -1,0 +1,287 @@
+//! A bounded mixed load through the gateway, every request recorded.
+//!
+//! Three kinds of clients, as in a branch office: visitors' phones and
+//! the boards browsing (GETs), kiosks issuing tickets (POST with an
+//! `Idempotency-Key` per touch, sent again with the same key until a
+//! ticket is acknowledged, as the kiosk page does), and a desk calling
+//! and finishing visitors (POSTs, one key per press). Each worker stops
+//! at the deadline or after `max_per_worker` requests, whichever comes
+//! first; a kiosk finishes the touch it is on (bounded by `settle`).
+
+use crate::appliance::{BRANCH, DESK_TOKEN, KIOSK_TOKEN};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Browse,
+    Issue,
+    Desk,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Browse => "browse",
+            Kind::Issue => "issue",
+            Kind::Desk => "desk",
+        }
+    }
+}
+
+/// One request and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub kind: Kind,
+    /// When it was sent, since the run's start.
+    pub start: Duration,
+    pub latency: Duration,
+    pub status: u16,
+    pub ok: bool,
+    /// Why it failed: `status 503 unavailable`, `reset`, `timeout`...
+    pub failure: Option<String>,
+    /// A kiosk's second or later attempt for the same touch.
+    pub resend: bool,
+}
+
+impl Record {
+    pub fn end(&self) -> Duration {
+        self.start + self.latency
+    }
+}
+
+/// A ticket the kiosk printed: the appliance acknowledged it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ack {
+    pub key: String,
+    pub id: String,
+    pub display: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub browsers: usize,
+    pub kiosks: usize,
+    pub desks: usize,
+    pub duration: Duration,
+    pub max_per_worker: usize,
+    /// How long a kiosk keeps sending one touch again.
+    pub settle: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub records: Vec<Record>,
+    pub acks: Vec<Ack>,
+    /// Touches whose key was answered with two different tickets.
+    pub conflicting: Vec<String>,
+    /// Touches a kiosk gave up on (no ticket acknowledged within `settle`).
+    pub abandoned: Vec<String>,
+}
+
+/// Runs the plan against `base` (the gateway) until the deadline or `stop`.
+pub async fn run(base: String, plan: Plan, t0: Instant, stop: Arc<AtomicBool>) -> Outcome {
+    let deadline = t0 + plan.duration;
+    let mut tasks = Vec::new();
+    let go = move |stop: &AtomicBool, i: usize| {
+        !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < plan.max_per_worker
+    };
+    for w in 0..plan.browsers {
+        let (base, stop) = (base.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let mut out = Outcome::default();
+            let mut i = 0;
+            while go(&stop, i) {
+                let path = if (i + w) % 2 == 0 {
+                    format!("/api/v1/branches/{BRANCH}/board")
+                } else {
+                    format!("/api/v1/branches/{BRANCH}")
+                };
+                let (r, _) = send(Kind::Browse, c.get(format!("{base}{path}")), t0, false).await;
+                out.records.push(r);
+                i += 1;
+            }
+            out
+        }));
+    }
+    for w in 0..plan.kiosks {
+        let (base, stop) = (base.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let mut out = Outcome::default();
+            let services = ["A", "B", "C"];
+            let mut i = 0;
+            while go(&stop, out.records.len()) {
+                let key = format!("kiosk{w}-touch{i}");
+                let body = format!(r#"{{"service":"{}"}}"#, services[i % 3]);
+                let touched = Instant::now();
+                let mut resend = false;
+                let mut got: Option<(String, String)> = None;
+                loop {
+                    let req = c
+                        .post(format!("{base}/api/v1/branches/{BRANCH}/tickets"))
+                        .bearer_auth(KIOSK_TOKEN)
+                        .header("idempotency-key", &key)
+                        .header("content-type", "application/json")
+                        .body(body.clone());
+                    let (r, json) = send(Kind::Issue, req, t0, resend).await;
+                    let ok = r.ok;
+                    out.records.push(r);
+                    if ok {
+                        let id = json["id"].as_str().unwrap_or_default().to_string();
+                        let display = json["display"].as_str().unwrap_or_default().to_string();
+                        if let Some((first, _)) = &got {
+                            if *first != id {
+                                out.conflicting.push(key.clone());
+                            }
+                        }
+                        got = Some((id, display));
+                        break;
+                    }
+                    if touched.elapsed() > plan.settle {
+                        break;
+                    }
+                    resend = true;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                match got {
+                    Some((id, display)) => out.acks.push(Ack { key, id, display }),
+                    None => out.abandoned.push(key),
+                }
+                i += 1;
+            }
+            out
+        }));
+    }
+    for w in 0..plan.desks {
+        let (base, stop) = (base.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let mut out = Outcome::default();
+            let desk = ["1", "2", "3"][w % 3];
+            let mut press = 0;
+            let mut action = "call-next";
+            while go(&stop, out.records.len()) {
+                let req = c
+                    .post(format!(
+                        "{base}/api/v1/branches/{BRANCH}/desks/{desk}/{action}"
+                    ))
+                    .bearer_auth(DESK_TOKEN)
+                    .header("idempotency-key", format!("desk{w}-press{press}"));
+                let (r, json) = send(Kind::Desk, req, t0, false).await;
+                let ok = r.ok;
+                out.records.push(r);
+                press += 1;
+                // call-next → finish → call-next ...; nobody waiting: pause.
+                action = match (action, ok) {
+                    ("call-next", true) if !json["called"].is_null() => "finish",
+                    ("call-next", _) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        "call-next"
+                    }
+                    ("finish", true) => "call-next",
+                    _ => action,
+                };
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            out
+        }));
+    }
+    let mut all = Outcome::default();
+    for t in tasks {
+        if let Ok(o) = t.await {
+            all.records.extend(o.records);
+            all.acks.extend(o.acks);
+            all.conflicting.extend(o.conflicting);
+            all.abandoned.extend(o.abandoned);
+        }
+    }
+    all.records.sort_by_key(|r| r.start);
+    all
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Sends one request; its record and JSON body.
+async fn send(
+    kind: Kind,
+    req: reqwest::RequestBuilder,
+    t0: Instant,
+    resend: bool,
+) -> (Record, serde_json::Value) {
+    let at = Instant::now();
+    let start = at - t0;
+    let result = match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match resp.bytes().await {
+                Ok(body) => Ok((status, body)),
+                Err(e) => Err((status, classify(&e))),
+            }
+        }
+        Err(e) => Err((0, classify(&e))),
+    };
+    let latency = at.elapsed();
+    match result {
+        Ok((status, body)) => {
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let ok = (200..300).contains(&status);
+            let failure = (!ok).then(|| {
+                let code = json["error"].as_str().unwrap_or("");
+                format!("status {status} {code}").trim().to_string()
+            });
+            (
+                Record {
+                    kind,
+                    start,
+                    latency,
+                    status,
+                    ok,
+                    failure,
+                    resend,
+                },
+                json,
+            )
+        }
+        Err((status, why)) => (
+            Record {
+                kind,
+                start,
+                latency,
+                status,
+                ok: false,
+                failure: Some(why),
+                resend,
+            },
+            serde_json::Value::Null,
+        ),
+    }
+}
+
+/// A short name for a transport error.
+fn classify(e: &reqwest::Error) -> String {
+    let text = format!("{e:?}");
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connect".into()
+    } else if text.contains("ConnectionReset") || text.contains("reset by peer") {
+        "reset".into()
+    } else if text.contains("IncompleteMessage") {
+        "incomplete message".into()
+    } else if text.contains("not ready") || text.contains("closed") {
+        "connection closed".into()
+    } else {
+        "transport".into()
+    }
+}
