@@ -92,45 +92,74 @@ fn opt_ms(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.0}"))
 }
 
-/// The results as a fixed-width text table.
+/// One row's cells: scenario, sent, failed, retried, resent, p99, max,
+/// detection, recovery, tickets issued/acknowledged, lost, doubled,
+/// unacknowledged, result.
+fn cells(r: &ScenarioResult) -> [String; 14] {
+    [
+        r.scenario.clone(),
+        r.sent.to_string(),
+        r.failed.to_string(),
+        r.retried_by_gateway.to_string(),
+        r.resent_by_kiosks.to_string(),
+        format!("{:.1}", r.p99_ms),
+        format!("{:.1}", r.max_ms),
+        opt_ms(r.detection_ms),
+        opt_ms(r.recovery_ms),
+        format!("{}/{}", r.tickets.issued, r.tickets.acknowledged),
+        r.tickets.lost.to_string(),
+        r.tickets.doubled.to_string(),
+        r.tickets.unacknowledged.to_string(),
+        if r.passed() { "ok" } else { "FAILED" }.to_string(),
+    ]
+}
+
+const HEADERS: [&str; 14] = [
+    "scenario",
+    "sent",
+    "failed",
+    "retried",
+    "resent",
+    "p99 ms",
+    "max ms",
+    "detect ms",
+    "recover ms",
+    "tickets",
+    "lost",
+    "doubled",
+    "unacked",
+    "result",
+];
+
+/// The results as a fixed-width text table, then failures and broken bounds.
 pub fn table(results: &[ScenarioResult]) -> String {
+    let rows: Vec<[String; 14]> = results.iter().map(cells).collect();
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([HEADERS[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let line = |cols: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            let pad = width(i).saturating_sub(c.chars().count());
+            if i == 0 || i == 13 {
+                l.push_str(c);
+                l.push_str(&" ".repeat(pad));
+            } else {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(c);
+            }
+            l.push_str("  ");
+        }
+        l.trim_end().to_string()
+    };
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<18} {:>6} {:>6} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>5} {:>5} {:>7}  result",
-        "scenario",
-        "sent",
-        "failed",
-        "retried",
-        "resent",
-        "p99 ms",
-        "max ms",
-        "detect",
-        "recover",
-        "tickets",
-        "lost",
-        "dbl",
-        "unacked"
-    );
-    for r in results {
-        let _ = writeln!(
-            out,
-            "{:<18} {:>6} {:>6} {:>7} {:>6} {:>8.1} {:>8.1} {:>8} {:>8} {:>7} {:>5} {:>5} {:>7}  {}",
-            r.scenario,
-            r.sent,
-            r.failed,
-            r.retried_by_gateway,
-            r.resent_by_kiosks,
-            r.p99_ms,
-            r.max_ms,
-            opt_ms(r.detection_ms),
-            opt_ms(r.recovery_ms),
-            format!("{}/{}", r.tickets.issued, r.tickets.acknowledged),
-            r.tickets.lost,
-            r.tickets.doubled,
-            r.tickets.unacknowledged,
-            if r.passed() { "ok" } else { "FAILED" }
-        );
+    let _ = writeln!(out, "{}", line(HEADERS.to_vec()));
+    for r in &rows {
+        let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
     }
     for r in results {
         if !r.failed_by_kind.is_empty() {
@@ -152,53 +181,41 @@ pub fn table(results: &[ScenarioResult]) -> String {
     out
 }
 
-/// The results as a Markdown table (for RESULTS.md).
+/// The results as a Markdown table, then per scenario its fault, failures,
+/// notes and broken bounds (for RESULTS.md).
 pub fn markdown(results: &[ScenarioResult]) -> String {
-    let mut out = String::from(
-        "| scenario | fault | sent | failed | retried (gateway) | resent (kiosks) | p99 ms | max ms | detected ms | recovered ms | tickets issued / acknowledged | lost | doubled | result |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
-    );
-    for r in results {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} / {} | {} | {} | {} |",
-            r.scenario,
-            r.fault,
-            r.sent,
-            r.failed,
-            r.retried_by_gateway,
-            r.resent_by_kiosks,
-            r.p99_ms,
-            r.max_ms,
-            opt_ms(r.detection_ms),
-            opt_ms(r.recovery_ms),
-            r.tickets.issued,
-            r.tickets.acknowledged,
-            r.tickets.lost,
-            r.tickets.doubled,
-            if r.passed() { "ok" } else { "**failed**" }
-        );
+    let mut out = format!("| {} |\n|", HEADERS.join(" | "));
+    for i in 0..HEADERS.len() {
+        out.push_str(if i == 0 || i == 13 {
+            " --- |"
+        } else {
+            " ---: |"
+        });
     }
-    let mut details = String::new();
+    out.push('\n');
     for r in results {
-        let mut lines: Vec<String> = r
-            .failed_by_kind
-            .iter()
-            .map(|(k, n)| format!("failed {n} × {k}"))
-            .collect();
+        let mut c = cells(r);
+        if !r.passed() {
+            c[13] = "**FAILED**".into();
+        }
+        let _ = writeln!(out, "| {} |", c.join(" | "));
+    }
+    out.push('\n');
+    for r in results {
+        let mut lines = vec![r.fault.clone()];
+        lines.extend(
+            r.failed_by_kind
+                .iter()
+                .map(|(k, n)| format!("failed {n} × {k}")),
+        );
         lines.extend(r.notes.iter().cloned());
+        lines.push(format!("slowest: {}", r.slowest));
         lines.extend(
             r.violations
                 .iter()
                 .map(|v| format!("**bound broken**: {v}")),
         );
-        if !lines.is_empty() {
-            let _ = writeln!(details, "- `{}`: {}", r.scenario, lines.join("; "));
-        }
-    }
-    if !details.is_empty() {
-        out.push('\n');
-        out.push_str(&details);
+        let _ = writeln!(out, "- `{}`: {}", r.scenario, lines.join("; "));
     }
     out
 }
@@ -232,6 +249,6 @@ mod tests {
         r.bound(r.failed == 0, "zero failed requests");
         assert!(!r.passed());
         assert!(table(&[r.clone()]).contains("BOUND BROKEN: zero failed requests"));
-        assert!(markdown(&[r]).contains("**failed**"));
+        assert!(markdown(&[r]).contains("**FAILED**"));
     }
 }

@@ -314,6 +314,40 @@ impl Finished {
         }
     }
 
+    /// The store was out from `at` to `back`: failures only in that
+    /// window (and 1 s after), each `clear`, and tickets issued again
+    /// after it. Detection and recovery from the failed requests.
+    fn store_outage(
+        &mut self,
+        at: Duration,
+        back: Duration,
+        what: &str,
+        clear: impl Fn(&load::Record) -> bool,
+        clear_text: &str,
+    ) {
+        let settle = Duration::from_secs(1);
+        let failed: Vec<_> = self.out.records.iter().filter(|r| !r.ok).cloned().collect();
+        self.r.detection_ms = Finished::ms(failed.first().map(|r| r.start.saturating_sub(at)));
+        self.r.recovery_ms = Finished::ms(failed.last().map(|r| r.end().saturating_sub(at)));
+        self.r.bound(
+            failed
+                .iter()
+                .all(|r| r.start + Duration::from_millis(100) >= at && r.start <= back + settle),
+            format!("failures outside {what} (+{} s)", settle.as_secs()),
+        );
+        self.r.bound(
+            failed.iter().all(&clear),
+            format!("a failure was not {clear_text}"),
+        );
+        let issued_after = self
+            .out
+            .records
+            .iter()
+            .any(|r| r.ok && r.kind == load::Kind::Issue && r.start > back + settle);
+        self.r
+            .bound(issued_after, format!("no ticket was issued after {what}"));
+    }
+
     fn ms(d: Option<Duration>) -> Option<f64> {
         d.map(|d| (d.as_secs_f64() * 1000.0).round())
     }
@@ -735,26 +769,13 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
                 "PostgreSQL was down for {} ms",
                 (back - at).as_millis()
             ));
-            let failed: Vec<_> = f.out.records.iter().filter(|r| !r.ok).cloned().collect();
-            f.r.detection_ms = Finished::ms(failed.first().map(|r| r.start.saturating_sub(at)));
-            f.r.recovery_ms = Finished::ms(failed.last().map(|r| r.end().saturating_sub(at)));
-            let settle = Duration::from_secs(1);
-            f.r.bound(
-                failed.iter().all(|r| {
-                    r.start + Duration::from_millis(100) >= at && r.start <= back + settle
-                }),
-                format!("failures outside the restart (+{} s)", settle.as_secs()),
+            f.store_outage(
+                at,
+                back,
+                "the restart",
+                |r| r.status == 503,
+                "a clear 503 (the store is unavailable)",
             );
-            f.r.bound(
-                failed.iter().all(|r| r.status == 503),
-                "a failure was not a clear 503 (the store is unavailable)",
-            );
-            let issued_after = f
-                .out
-                .records
-                .iter()
-                .any(|r| r.ok && r.kind == load::Kind::Issue && r.start > back + settle);
-            f.r.bound(issued_after, "no ticket was issued after the restart");
             drop(f.app);
             drop(pg);
             Ok(f.r)
@@ -771,34 +792,19 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
             let freed = run.now();
             tokio::time::sleep(s.hold()).await;
             let mut f = run.finish(name, fault).await?;
-            let failed: Vec<_> = f.out.records.iter().filter(|r| !r.ok).cloned().collect();
             f.r.notes
                 .push(format!("{} KiB written to fill the disk", filled / 1024));
-            f.r.detection_ms = Finished::ms(failed.first().map(|r| r.start.saturating_sub(at)));
-            f.r.recovery_ms = Finished::ms(failed.last().map(|r| r.end().saturating_sub(at)));
             f.r.bound(
-                !failed.is_empty(),
+                f.r.failed > 0,
                 "no request failed: the disk never filled up",
             );
-            f.r.bound(
-                failed
-                    .iter()
-                    .all(|r| r.failure.as_deref() == Some("status 507 storage_full")),
-                "a failure was not the clear 507 storage_full",
+            f.store_outage(
+                at,
+                freed,
+                "the full disk",
+                |r| r.failure.as_deref() == Some("status 507 storage_full"),
+                "the clear 507 storage_full",
             );
-            let settle = Duration::from_secs(1);
-            f.r.bound(
-                failed.iter().all(|r| {
-                    r.start + Duration::from_millis(100) >= at && r.start <= freed + settle
-                }),
-                "failures outside the full-disk window",
-            );
-            let issued_after = f
-                .out
-                .records
-                .iter()
-                .any(|r| r.ok && r.kind == load::Kind::Issue && r.start > freed + settle);
-            f.r.bound(issued_after, "issuing did not resume once space returned");
             drop(f.app);
             drop(disk);
             Ok(f.r)
