@@ -187,6 +187,29 @@ impl Errors {
         v
     }
 
+    /// Networks given as addresses or CIDRs (`10.0.0.0/8`, `::1`), each
+    /// reported as `field[i]` if it is neither; host bits are cleared.
+    pub fn networks(&mut self, field: &str, list: &[String]) -> Vec<ipnet::IpNet> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let parsed = p
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                match parsed {
+                    Ok(n) => Some(n.trunc()),
+                    Err(_) => {
+                        self.push(
+                            format!("{field}[{i}]"),
+                            format!("`{p}` is not an address or CIDR (10.0.0.0/8, ::1)"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// `v` (or `default`), at least `min`.
     pub fn duration(
         &mut self,
@@ -213,6 +236,17 @@ impl Errors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_are_addresses_or_cidrs_and_errors_name_the_entry() {
+        let mut e = Errors(Vec::new());
+        let list = ["10.1.2.3/8", "::1", "nope"].map(String::from);
+        let nets = e.networks("proxies", &list);
+        assert_eq!(nets, ["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].field, "proxies[2]");
+        assert!(e.0[0].message.contains("`nope`"), "{:?}", e.0);
+    }
 
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -417,22 +417,7 @@ impl Config {
                 "127.0.0.0/8".parse().expect("valid"),
                 "::1/128".parse().expect("valid"),
             ],
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| {
-                    let net = p
-                        .parse::<ipnet::IpNet>()
-                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-                    if net.is_err() {
-                        e.push(
-                            format!("trusted_proxies[{i}]"),
-                            format!("`{p}` is not an address or CIDR"),
-                        );
-                    }
-                    net.ok()
-                })
-                .collect(),
+            Some(list) => e.networks("trusted_proxies", list),
         };
         let Some(listen) = listen else {
             return Err(e.0);

@@ -718,27 +718,10 @@ impl GatewayConfig {
         let defaults_clients = Clients::default();
         let c = &f.clients;
         let clients = Clients {
-            trusted_proxies: c
-                .trusted_proxies
-                .iter()
-                .flatten()
-                .enumerate()
-                .filter_map(|(i, p)| {
-                    let parsed = p
-                        .parse::<ipnet::IpNet>()
-                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-                    match parsed {
-                        Ok(n) => Some(n.trunc()),
-                        Err(_) => {
-                            e.push(
-                                format!("clients.trusted_proxies[{i}]"),
-                                format!("`{p}` is not an address or CIDR (10.0.0.0/8, ::1)"),
-                            );
-                            None
-                        }
-                    }
-                })
-                .collect(),
+            trusted_proxies: e.networks(
+                "clients.trusted_proxies",
+                c.trusted_proxies.as_deref().unwrap_or_default(),
+            ),
             rate_limit: c.rate_limit.unwrap_or(0),
             max_body_bytes: match c.max_body_bytes {
                 Some(0) => {
