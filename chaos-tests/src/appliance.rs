@@ -375,6 +375,10 @@ impl Appliance {
             opts,
             dir,
         };
+        // Health checks bring the nodes up at the start even when the run
+        // switches them off: that is done by a reload once both are up.
+        let wanted = me.opts.health;
+        me.opts.health.enabled = true;
         me.write_gateway_config(Variant::First)?;
         let mut cmd = Command::new(me.opts.bin_dir.join("gateway"));
         cmd.arg("--config").arg(&gateway_config);
@@ -396,6 +400,14 @@ impl Appliance {
                     std::fs::read_to_string(&me.nodes[n].log).unwrap_or_default(),
                     std::fs::read_to_string(d.join(format!("app-{name}.log"))).unwrap_or_default()
                 );
+            }
+        }
+        if !wanted.enabled {
+            me.opts.health = wanted;
+            me.write_gateway_config(Variant::First)?;
+            let (code, body) = me.admin_call("POST", "/v1/config/reload").await?;
+            if code != 200 {
+                bail!("switching health checks off: {code} {body}");
             }
         }
         for desk in ["1", "2", "3"] {

@@ -44,7 +44,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "flapping",
-        "the primary's readiness fails and passes every 300 ms",
+        "the primary's readiness fails and passes every 700 ms",
     ),
     (
         "drain-primary",
@@ -508,7 +508,9 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
                 } else {
                     let _ = std::fs::remove_file(&marker);
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                // Longer than the gateway's fall × interval, so that it
+                // sees every flap (shorter ones it filters out).
+                tokio::time::sleep(Duration::from_millis(700)).await;
             }
             let _ = std::fs::remove_file(&marker);
             let lifted = run.now();

@@ -242,7 +242,10 @@ mod tests {
         let mut e = Errors(Vec::new());
         let list = ["10.1.2.3/8", "::1", "nope"].map(String::from);
         let nets = e.networks("proxies", &list);
-        assert_eq!(nets, ["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+        assert_eq!(
+            nets,
+            ["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+        );
         assert_eq!(e.0.len(), 1);
         assert_eq!(e.0[0].field, "proxies[2]");
         assert!(e.0[0].message.contains("`nope`"), "{:?}", e.0);
