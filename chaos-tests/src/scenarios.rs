@@ -146,6 +146,7 @@ struct Running {
     load: tokio::task::JoinHandle<Outcome>,
     monitor: tokio::task::JoinHandle<Vec<Seen>>,
     retries_before: f64,
+    _stop_on_drop: StopOnDrop,
 }
 
 impl Running {
@@ -173,6 +174,7 @@ impl Running {
         Ok(Running {
             app,
             t0,
+            _stop_on_drop: StopOnDrop(stop.clone()),
             stop,
             load,
             monitor,
@@ -247,6 +249,16 @@ impl Running {
             seen,
             app: self.app,
         })
+    }
+}
+
+/// Stops the load and the monitor when dropped: a scenario that ends
+/// early (an error) leaves nothing hammering an appliance that is gone.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -360,7 +372,8 @@ async fn watch(admin: String, t0: Instant, stop: Arc<AtomicBool>) -> Vec<Seen> {
         .build()
         .expect("an HTTP client");
     let mut seen = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    // Bounded like the load: stopped by the scenario, at most 10 minutes.
+    while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(600) {
         let at = t0.elapsed();
         if let Ok(r) = c
             .get(format!("{admin}/v1/status"))

@@ -238,6 +238,20 @@ async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
     );
 }
 
+/// The gateway as it started: primary a, both nodes active, the first
+/// config generation (refused calls must leave it so).
+async fn assert_unchanged(gw: &Gateway) {
+    let (code, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(status["primary"], "a");
+    assert!(status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["admin"] == "active"));
+    assert_eq!(status["config_generation"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_admin_call_without_the_token_gets_401_changes_nothing_and_is_audited() {
     let (dir, a, b) = twins("auth");
@@ -271,16 +285,7 @@ async fn every_admin_call_without_the_token_gets_401_changes_nothing_and_is_audi
             assert_eq!(r.headers()["www-authenticate"], "Bearer");
         }
     }
-    // Nothing changed.
-    let (code, status) = gw.admin_call("GET", "/v1/status", None).await;
-    assert_eq!(code, 200);
-    assert_eq!(status["primary"], "a");
-    assert!(status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|n| n["admin"] == "active"));
-    assert_eq!(status["config_generation"], 1);
+    assert_unchanged(&gw).await;
     // Every call is in the audit log, refused ones too.
     let audit = std::fs::read_to_string(&gw.audit).unwrap();
     let entries: Vec<serde_json::Value> = audit
@@ -330,14 +335,7 @@ async fn a_read_only_token_reads_the_status_and_changes_nothing() {
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"], "forbidden");
     }
-    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
-    assert_eq!(status["primary"], "a");
-    assert!(status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|n| n["admin"] == "active"));
-    assert_eq!(status["config_generation"], 1);
+    assert_unchanged(&gw).await;
     let audit = std::fs::read_to_string(&gw.audit).unwrap();
     assert_eq!(audit.matches("\"forbidden\"").count(), 4, "{audit}");
     // The operator token still does everything.
