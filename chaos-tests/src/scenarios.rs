@@ -200,6 +200,29 @@ impl Running {
         false
     }
 
+    /// Node `n` was hit at `at` and its fault lifted at `lifted`: waits
+    /// (up to `wait`) for the gateway to see it up again, lets the load run
+    /// the cooldown, and finishes with detection (fault → the gateway no
+    /// longer has it up) and recovery (fault → up again after the lift).
+    async fn finish_node_fault(
+        self,
+        s: &Settings,
+        n: usize,
+        (at, lifted): (Duration, Duration),
+        wait: Duration,
+        (name, fault): (&str, &str),
+    ) -> anyhow::Result<Finished> {
+        let node = self.app.nodes[n].name;
+        self.wait_until(wait, |st| node_field(st, node, "health") == Some("up"))
+            .await;
+        tokio::time::sleep(s.cooldown()).await;
+        let mut f = self.finish(name, fault).await?;
+        f.r.detection_ms = Finished::ms(f.first(at, |x| x.health[n] != "up"));
+        let back = f.first(lifted, |x| x.health[n] == "up");
+        f.r.recovery_ms = Finished::ms(back.map(|d| d + (lifted - at)));
+        Ok(f)
+    }
+
     /// Stops the load and the monitor; the common figures and bounds.
     async fn finish(self, name: &str, fault: &str) -> anyhow::Result<Finished> {
         self.stop.store(true, Ordering::Relaxed);
@@ -413,16 +436,10 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
             tokio::time::sleep(s.hold()).await;
             let bin = s.bin_dir.clone();
             run.app.nodes[n].start_agent(&bin)?;
-            let node = run.app.nodes[n].name;
-            run.wait_until(Duration::from_secs(30), |st| {
-                node_field(st, node, "health") == Some("up")
-            })
-            .await;
-            tokio::time::sleep(s.cooldown()).await;
-            let mut f = run.finish(name, fault).await?;
-            f.r.detection_ms = Finished::ms(f.first(at, |x| x.health[n] != "up"));
-            let back = f.first(at + s.hold(), |x| x.health[n] == "up");
-            f.r.recovery_ms = Finished::ms(back.map(|d| d + s.hold()));
+            let lifted = run.now();
+            let mut f = run
+                .finish_node_fault(s, n, (at, lifted), Duration::from_secs(30), (name, fault))
+                .await?;
             f.zero_failed();
             f.r.bound(
                 f.r.detection_ms.is_some(),
@@ -451,15 +468,10 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
             } else {
                 run.app.nodes[0].set_link(Fault::Pass);
             }
-            run.wait_until(Duration::from_secs(30), |st| {
-                node_field(st, "a", "health") == Some("up")
-            })
-            .await;
-            tokio::time::sleep(s.cooldown()).await;
-            let mut f = run.finish(name, fault).await?;
-            f.r.detection_ms = Finished::ms(f.first(at, |x| x.health[0] != "up"));
-            let back = f.first(at + s.long_hold(), |x| x.health[0] == "up");
-            f.r.recovery_ms = Finished::ms(back.map(|d| d + s.long_hold()));
+            let lifted = run.now();
+            let mut f = run
+                .finish_node_fault(s, 0, (at, lifted), Duration::from_secs(30), (name, fault))
+                .await?;
             // A twin stopped inside a write holds the branch's row lock;
             // PostgreSQL frees it after IDLE_IN_TRANSACTION, and each of
             // the node's writes queued behind it may take it once more.
@@ -528,15 +540,9 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
             let _ = std::fs::remove_file(&marker);
             let lifted = run.now();
             // Flap damping may keep the node out for a while: wait for it.
-            run.wait_until(Duration::from_secs(60), |st| {
-                node_field(st, "a", "health") == Some("up")
-            })
-            .await;
-            tokio::time::sleep(s.cooldown()).await;
-            let mut f = run.finish(name, fault).await?;
-            f.r.detection_ms = Finished::ms(f.first(at, |x| x.health[0] != "up"));
-            let back = f.first(lifted, |x| x.health[0] == "up");
-            f.r.recovery_ms = Finished::ms(back.map(|d| d + (lifted - at)));
+            let mut f = run
+                .finish_node_fault(s, 0, (at, lifted), Duration::from_secs(60), (name, fault))
+                .await?;
             let downs = f
                 .seen
                 .windows(2)
