@@ -349,9 +349,10 @@ impl Finished {
         }
     }
 
-    /// The store was out from `at` to `back`: failures only in that
-    /// window (and 1 s after), each `clear`, and tickets issued again
-    /// after it. Detection and recovery from the failed requests.
+    /// The store was out from `at` to `back`: failures only among requests
+    /// still under way at `at` and sent before `back` + 1 s, each `clear`,
+    /// and tickets issued again after it. Detection and recovery from the
+    /// failed requests.
     fn store_outage(
         &mut self,
         at: Duration,
@@ -367,7 +368,7 @@ impl Finished {
         self.r.bound(
             failed
                 .iter()
-                .all(|r| r.start + Duration::from_millis(100) >= at && r.start <= back + settle),
+                .all(|r| r.end() >= at && r.start <= back + settle),
             format!("failures outside {what} (+{} s)", settle.as_secs()),
         );
         self.r.bound(
