@@ -453,7 +453,7 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
             let hang = name == "hang-primary";
             // PostgreSQL, as in production: a twin stopped inside a write
             // would hold a shared SQLite file's lock until it resumed
-            // (RESULTS.md); PostgreSQL ends such a session after 1 s.
+            // (RESULTS.md); PostgreSQL ends such a session after 500 ms.
             let db = crate::env::Database::create(name).await?;
             let run = Running::start(s, name, Store::Postgres(db.url.clone()), !hang).await?;
             tokio::time::sleep(s.warmup()).await;
