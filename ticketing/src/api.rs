@@ -376,7 +376,7 @@ async fn issue(
             .inc();
     }
     let view = app.ticket_view(&t).await?;
-    let mut r = (
+    let r = (
         if replayed {
             StatusCode::OK
         } else {
@@ -385,11 +385,7 @@ async fn issue(
         Json(view),
     )
         .into_response();
-    if replayed {
-        r.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(r)
+    Ok(mark_replayed(r, replayed))
 }
 
 /// The ticket `id`, or a 404 that says so.
@@ -454,26 +450,33 @@ async fn desk_action(
     // A desk's key is its own: it cannot replay a kiosk's ticket.
     let key = optional_idempotency_key(&headers)?.map(|k| format!("desk:{desk}:{k}"));
     let key = key.as_deref();
-    let acted = match action.as_str() {
+    // A replayed press (the same key again) answers as the first did and
+    // is not counted twice.
+    let (acted, replayed) = match action.as_str() {
         "call-next" => {
             let called = app.store.call_next(b, d, key, now).await?;
-            return Ok(match called {
-                Some(t) => {
-                    app.metrics.calls.with_label_values(&[&b.id, &d.id]).inc();
-                    let waited = (now - t.queued_since) as f64 / 1000.0;
-                    app.metrics.wait_seconds.with_label_values(&[&b.id, &t.service]).observe(waited);
-                    Json(json!({"called": app.ticket_view(&t).await?})).into_response()
+            let r = match &called {
+                Some((t, replayed)) => {
+                    if !replayed {
+                        app.metrics.calls.with_label_values(&[&b.id, &d.id]).inc();
+                        let waited = (now - t.queued_since) as f64 / 1000.0;
+                        app.metrics.wait_seconds.with_label_values(&[&b.id, &t.service]).observe(waited);
+                    }
+                    Json(json!({"called": app.ticket_view(t).await?})).into_response()
                 }
                 None => Json(json!({"called": null, "message": "nobody waits for this desk's services"})).into_response(),
-            });
+            };
+            return Ok(mark_replayed(r, called.is_some_and(|(_, replayed)| replayed)));
         }
         "recall" => app.store.desk_action(b, &desk, DeskAction::Recall, key, now).await?,
         "start" => app.store.desk_action(b, &desk, DeskAction::Start, key, now).await?,
         "finish" => app.store.desk_action(b, &desk, DeskAction::Finish, key, now).await?,
         "no-show" => {
-            let t = app.store.desk_action(b, &desk, DeskAction::NoShow, key, now).await?;
-            app.metrics.no_shows.with_label_values(&[&b.id, &t.service]).inc();
-            t
+            let (t, replayed) = app.store.desk_action(b, &desk, DeskAction::NoShow, key, now).await?;
+            if !replayed {
+                app.metrics.no_shows.with_label_values(&[&b.id, &t.service]).inc();
+            }
+            (t, replayed)
         }
         "transfer" => {
             let req: TransferBody = body(&bytes)?;
@@ -484,7 +487,7 @@ async fn desk_action(
                 (None, Some(x)) => return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "unknown_desk", format!("cannot transfer from desk {desk} to `{x}`"))),
                 _ => return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "give either `service` or `desk`".into())),
             };
-            app.store.transfer(b, &desk, &to).await?
+            (app.store.transfer(b, &desk, &to).await?, false)
         }
         "open" | "close" => {
             app.store.set_desk_open(b, &desk, action == "open", now).await?;
@@ -492,7 +495,19 @@ async fn desk_action(
         }
         other => return Err(ApiError(StatusCode::NOT_FOUND, "not_found", format!("no desk action `{other}`: call-next, recall, start, finish, no-show, transfer, open or close"))),
     };
-    Ok(Json(app.ticket_view(&acted).await?).into_response())
+    Ok(mark_replayed(
+        Json(app.ticket_view(&acted).await?).into_response(),
+        replayed,
+    ))
+}
+
+/// Marks an answer to a repeated `Idempotency-Key` as a replay.
+fn mark_replayed(mut r: Response, replayed: bool) -> Response {
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r
 }
 
 #[derive(Deserialize)]

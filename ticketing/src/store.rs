@@ -585,18 +585,18 @@ impl Store {
     /// waits for what it serves. Refused while the desk still has one.
     /// Calls the next visitor to `desk`. With a `key` (the desk's
     /// `Idempotency-Key`, namespaced by the caller) the call happens once:
-    /// a repeat returns the ticket the first one called.
+    /// a repeat returns the ticket the first one called, marked replayed.
     pub async fn call_next(
         &self,
         b: &Branch,
         desk: &Desk,
         key: Option<&str>,
         now: Millis,
-    ) -> Result<Option<Ticket>> {
+    ) -> Result<Option<(Ticket, bool)>> {
         let mut tx = self.begin(&b.id).await?;
         if let Some(id) = Self::replayed(&mut tx, &b.id, key).await? {
             tx.rollback().await?;
-            return self.ticket(&id).await;
+            return Ok(self.ticket(&id).await?.map(|t| (t, true)));
         }
         if let Some(cur) = Self::current_in(&mut *tx, &b.id, &desk.id).await? {
             return Err(StoreError::Conflict(format!(
@@ -667,11 +667,11 @@ impl Store {
         called.status = "called".into();
         called.desk = Some(desk.id.clone());
         called.called_at = Some(now);
-        Ok(Some(called))
+        Ok(Some((called, false)))
     }
 
     /// Recall, start, finish or no-show on the desk's current ticket;
-    /// once per `key`, like [`Store::call_next`].
+    /// once per `key`, like [`Store::call_next`] (true: a replay).
     pub async fn desk_action(
         &self,
         b: &Branch,
@@ -679,14 +679,12 @@ impl Store {
         action: DeskAction,
         key: Option<&str>,
         now: Millis,
-    ) -> Result<Ticket> {
+    ) -> Result<(Ticket, bool)> {
         let mut tx = self.begin(&b.id).await?;
         if let Some(id) = Self::replayed(&mut tx, &b.id, key).await? {
             tx.rollback().await?;
-            return self
-                .ticket(&id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(id));
+            let t = self.ticket(&id).await?;
+            return t.map(|t| (t, true)).ok_or(StoreError::NotFound(id));
         }
         let cur = Self::current_in(&mut *tx, &b.id, desk)
             .await?
@@ -731,9 +729,8 @@ impl Store {
         }
         Self::remember(&mut tx, &b.id, key, &cur.id, now).await?;
         tx.commit().await?;
-        self.ticket(&cur.id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(cur.id))
+        let t = self.ticket(&cur.id).await?;
+        t.map(|t| (t, false)).ok_or(StoreError::NotFound(cur.id))
     }
 
     /// Sends the desk's current ticket back to the queue of another

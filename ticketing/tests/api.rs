@@ -290,6 +290,29 @@ async fn a_desk_press_repeated_with_its_key_acts_once() {
     // A kiosk's key of the same text is another key: a new ticket.
     let (s, v) = kiosk(&c, &t, "press-1", r#"{"service":"A"}"#).await;
     assert_eq!((s, v["display"].as_str()), (201, Some("A003")), "{v}");
+    // A replay says so, and is not counted as another call.
+    let r = c
+        .post(t.url(&format!("{B}/desks/1/call-next")))
+        .bearer_auth(DESK)
+        .header("idempotency-key", "press-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    let metrics = c
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls = metrics
+        .lines()
+        .find(|l| l.starts_with("twinport_ticketing_calls_total{") && l.contains(r#"desk="1""#))
+        .unwrap_or_default()
+        .to_string();
+    assert!(calls.ends_with(" 2"), "two calls, not four: {calls}");
 }
 
 fn chrono_now_rfc3339() -> String {
