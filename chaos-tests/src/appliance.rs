@@ -538,26 +538,6 @@ server:
         false
     }
 
-    /// The gateway's sample `name` (a line of its /metrics, without value).
-    pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let text = self
-            .client
-            .get(format!("http://{}/metrics", self.metrics))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines().find_map(|l| {
-            l.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-    }
-
     /// The sum of every sample of the metric family `name`.
     pub async fn metric_sum(&self, name: &str) -> f64 {
         let Ok(r) = self

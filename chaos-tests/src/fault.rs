@@ -33,7 +33,6 @@ pub enum Fault {
 /// One listening address forwarding to one target, with a switchable fault.
 pub struct FaultProxy {
     pub addr: SocketAddr,
-    pub target: SocketAddr,
     fault: Arc<watch::Sender<Fault>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -46,21 +45,12 @@ impl FaultProxy {
         let (tx, _) = watch::channel(Fault::Pass);
         let fault = Arc::new(tx);
         let task = tokio::spawn(accept_loop(listener, target, fault.clone()));
-        Ok(FaultProxy {
-            addr,
-            target,
-            fault,
-            task,
-        })
+        Ok(FaultProxy { addr, fault, task })
     }
 
     /// Changes the fault for every connection, open or new.
     pub fn set(&self, fault: Fault) {
         self.fault.send_replace(fault);
-    }
-
-    pub fn fault(&self) -> Fault {
-        *self.fault.borrow()
     }
 }
 
