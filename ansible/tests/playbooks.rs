@@ -60,6 +60,7 @@ fn ansible_lint_production_profile_and_syntax_check_pass() {
 /// One simulated host's ports.
 struct NodePorts {
     app: SocketAddr,
+    metrics: SocketAddr,
     ready: SocketAddr,
     control: SocketAddr,
 }
@@ -75,11 +76,12 @@ struct Site {
 }
 
 impl Site {
-    fn new(database: &str) -> Site {
+    fn new(database: &str, postgres_port: u16) -> Site {
         let root = TempDir::new("ansible-site");
         let (http, metrics, admin) = (free_addr(), free_addr(), free_addr());
         let nodes = [0, 1].map(|_| NodePorts {
             app: free_addr(),
+            metrics: free_addr(),
             ready: free_addr(),
             control: free_addr(),
         });
@@ -95,11 +97,13 @@ impl Site {
           node_agent_control_port: {control}
           ticketing_port: {app}
           ticketing_listen: 127.0.0.1:{app}
+          ticketing_metrics_listen: {metrics}
 ",
                 root = root.path().display(),
                 ready = p.ready.port(),
                 control = p.control.port(),
                 app = p.app.port(),
+                metrics = p.metrics,
             )
         };
         let inventory = format!(
@@ -130,6 +134,7 @@ impl Site {
           - {{ id: \"1\", services: [A] }}
     gateway_public_url: http://{http}
     postgresql_client_host: 127.0.0.1
+    postgresql_client_port: {postgres_port}
     postgresql_client_user: postgres
     postgresql_client_database: {database}
     postgresql_client_check: false
@@ -274,7 +279,15 @@ async fn site_then_a_rolling_upgrade_under_load_then_a_failed_upgrade_stops_the_
         return;
     };
     let database = db.rsplit('/').next().unwrap().to_string();
-    let site = Arc::new(Site::new(&database));
+    // The server scripts/test points the tests at (TWINPORT_POSTGRES).
+    let port = db
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split('/').next())
+        .and_then(|h| h.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432);
+    let site = Arc::new(Site::new(&database, port));
 
     // Install.
     let s = site.clone();

@@ -122,9 +122,12 @@ impl Drop for Postgres {
 }
 
 /// The PostgreSQL server the suite creates its databases on (not the one
-/// `pg-restart` restarts: that one is the scenario's own).
+/// `pg-restart` restarts: that one is the scenario's own):
+/// `TWINPORT_CHAOS_POSTGRES`, else `TWINPORT_POSTGRES` (the server
+/// scripts/test gives every test), else the machine's at 127.0.0.1:5432.
 pub fn postgres_server() -> String {
     std::env::var("TWINPORT_CHAOS_POSTGRES")
+        .or_else(|_| std::env::var("TWINPORT_POSTGRES"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 

@@ -210,7 +210,7 @@ async fn every_dashboard_and_alert_expression_returns_data_from_the_real_applian
                 "twinport-agent",
                 vec![a.ready.to_string(), b.ready.to_string()],
             ),
-            ("twinport-ticketing", vec![ticketing.addr.to_string()]),
+            ("twinport-ticketing", vec![ticketing.metrics.to_string()]),
         ],
     )
     .await;
@@ -399,7 +399,7 @@ async fn every_dashboard_and_alert_expression_returns_data_from_the_real_applian
     for url in [
         format!("http://{}/metrics", gw.metrics),
         format!("http://{}/metrics", a.ready),
-        format!("http://{}/metrics", ticketing.addr),
+        format!("http://{}/metrics", ticketing.metrics),
     ] {
         let text = metrics_text(&url).await;
         // Prometheus' own lint of the exposition (names, HELP, units).

@@ -13,10 +13,11 @@ const T = {
     callNext: "Wezwij następny", recall: "Wezwij ponownie", start: "Rozpocznij obsługę", finish: "Zakończ",
     noShow: "Nie przyszedł", transfer: "Przekaż", open: "Otwórz stanowisko", close: "Zamknij stanowisko",
     current: "Obsługiwany", nobody: "Nikt nie czeka", token: "Token", save: "Zapisz", calledTo: "Zapraszamy do stanowiska",
-    status: { waiting: "Oczekuje", called: "Wezwany", serving: "W obsłudze", done: "Obsłużony", no_show: "Nieobecny" },
+    status: { waiting: "Oczekuje", called: "Wezwany", serving: "W obsłudze", done: "Obsłużony", no_show: "Nieobecny", not_served: "Nieobsłużony (dzień zamknięty)" },
     stats: "Statystyki", service: "Usługa", issued: "Wydane", served: "Obsłużone", noShows: "Nieobecni",
     meanWait: "Śr. oczekiwanie", maxWait: "Maks. oczekiwanie", meanService: "Śr. obsługa", within: "W celu", hour: "Godzina",
     error: "Błąd", retry: "Spróbuj ponownie", qr: "Zeskanuj, aby śledzić kolejkę", lang: "English",
+    noDesk: "Żadne stanowisko tej usługi nie jest teraz otwarte", notServed: "Nieobsłużeni", dayClosed: "Dzień zamknięty",
   },
   en: {
     take: "Take a number", booking: "I have a booking", code: "Booking code", checkin: "Check in",
@@ -26,10 +27,11 @@ const T = {
     callNext: "Call next", recall: "Recall", start: "Start service", finish: "Finish",
     noShow: "No-show", transfer: "Transfer", open: "Open desk", close: "Close desk",
     current: "Current", nobody: "Nobody is waiting", token: "Token", save: "Save", calledTo: "Please go to desk",
-    status: { waiting: "Waiting", called: "Called", serving: "Being served", done: "Served", no_show: "No-show" },
+    status: { waiting: "Waiting", called: "Called", serving: "Being served", done: "Served", no_show: "No-show", not_served: "Not served (day closed)" },
     stats: "Statistics", service: "Service", issued: "Issued", served: "Served", noShows: "No-shows",
     meanWait: "Mean wait", maxWait: "Max wait", meanService: "Mean service", within: "Within target", hour: "Hour",
     error: "Error", retry: "Try again", qr: "Scan to follow the queue", lang: "Polski",
+    noDesk: "No desk for this service is open now", notServed: "Not served", dayClosed: "Day closed",
   },
 }[LANG];
 
@@ -38,6 +40,13 @@ const page = document.body.dataset.page;
 const branch = document.body.dataset.branch;
 const item = document.body.dataset.item;
 
+// Text for a value that may be missing: never the words null, undefined
+// or NaN on a screen.
+function text(v) {
+  if (v === null || v === undefined || (typeof v === "number" && !Number.isFinite(v))) return "—";
+  return String(v);
+}
+
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -45,16 +54,25 @@ function el(tag, attrs, ...children) {
     else if (k === "class") e.className = v;
     else e.setAttribute(k, v);
   }
-  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : text(c));
   return e;
 }
 
+// Shows `nodes` (missing ones, such as a message that does not apply,
+// are left out rather than written as "null").
 function show(...nodes) {
-  $app.replaceChildren(...nodes);
+  $app.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
 }
 
 function minutes(s) {
+  if (s === null || s === undefined || !Number.isFinite(s)) return "—";
   return Math.max(0, Math.round(s / 60)) + " " + T.min;
+}
+
+// The wait a visitor is told: minutes while a desk serves the service,
+// else that none is open (no promise of minutes nobody will keep).
+function waitText(seconds) {
+  return seconds === null || seconds === undefined ? T.noDesk : "~" + minutes(seconds);
 }
 
 function langLink() {
@@ -120,7 +138,7 @@ async function kiosk() {
   const services = info.services.map((s) =>
     el("button", { class: "service", "data-service": s.prefix, onclick: () => issue({ service: s.prefix, priority_group: group || undefined }) },
       el("span", { class: "prefix" }, s.prefix), el("span", { class: "name" }, s.name[LANG]),
-      el("span", { class: "meta" }, s.waiting + " " + T.waiting + " · ~" + minutes(s.estimated_wait_seconds))));
+      el("span", { class: "meta" }, s.waiting + " " + T.waiting + " · " + waitText(s.estimated_wait_seconds))));
   const code = el("input", { id: "booking-code", maxlength: "16", autocomplete: "off", placeholder: T.code });
   show(el("header", {}, el("h1", {}, info.name), langLink()),
     info.open ? null : el("p", { class: "error" }, T.closed),
@@ -150,7 +168,7 @@ async function kiosk() {
     show(el("section", { class: "ticket", id: "ticket" },
       el("p", {}, info.name), el("p", {}, T.your), el("p", { class: "number", id: "ticket-number" }, t.display),
       el("p", {}, t.service_name[LANG]),
-      el("p", {}, T.ahead + ": " + t.position + " · " + T.wait + ": ~" + minutes(t.estimated_wait_seconds)),
+      el("p", { class: "wait" }, T.ahead + ": " + t.position + " · " + T.wait + ": " + waitText(t.estimated_wait_seconds)),
       el("img", { src: "/api/v1/tickets/" + t.id + "/qr.svg", alt: t.tracking_url, class: "qr" }),
       el("p", { class: "small" }, T.qr),
       el("p", { class: "small" }, new Date(t.issued_at).toLocaleString(LANG === "en" ? "en-GB" : "pl-PL"))),
@@ -176,7 +194,7 @@ function board() {
     calls.replaceChildren(...b.calls.map((c, i) =>
       el("li", { class: i === 0 ? "newest" : "", "data-display": c.display },
         el("span", { class: "number" }, c.display), el("span", { class: "arrow" }, "→"),
-        el("span", { class: "desk" }, T.desk + " " + c.desk))));
+        el("span", { class: "desk" }, T.desk + " " + text(c.desk)))));
     waiting.textContent = Object.entries(b.waiting).map(([s, n]) => s + ": " + n + " " + T.waiting).join(" · ");
     const newest = b.calls[0];
     const sig = newest ? newest.display + "/" + newest.called_at + "/" + newest.recalls : null;
@@ -250,7 +268,7 @@ async function desk() {
     openBtn.textContent = d.open ? T.close : T.open;
     openBtn.onclick = act(d.open ? "close" : "open");
     current.replaceChildren(el("h2", {}, T.current),
-      d.current ? el("p", { class: "number" }, d.current.display + " · " + (T.status[d.current.status] || d.current.status)) : el("p", {}, "—"));
+      d.current ? el("p", { class: "number" }, d.current.display + " · " + text(T.status[d.current.status] || d.current.status)) : el("p", {}, "—"));
     queues.textContent = d.queues.map((q) => q.service + ": " + q.waiting + " " + T.waiting).join(" · ");
     if (!select.options.length) {
       for (const s of d.transfer_services) select.append(el("option", { value: "s:" + s.prefix }, T.service + " " + s.prefix + " — " + s.name[LANG]));
@@ -297,9 +315,9 @@ function track() {
     const t = JSON.parse(ev.data);
     if (t.error) return box.replaceChildren(el("p", { class: "error" }, t.message));
     box.replaceChildren(el("p", {}, T.your), el("p", { class: "number" }, t.display), el("p", {}, t.service_name[LANG]),
-      el("p", { class: "status", id: "track-status" }, T.status[t.status] || t.status),
-      t.status === "waiting" ? el("p", {}, T.ahead + ": " + t.position + " · " + T.wait + ": ~" + minutes(t.estimated_wait_seconds)) : null,
-      t.status === "called" ? el("p", { class: "called" }, T.calledTo + " " + t.desk) : null);
+      el("p", { class: "status", id: "track-status" }, text(T.status[t.status] || t.status)),
+      t.status === "waiting" ? el("p", { class: "wait" }, T.ahead + ": " + t.position + " · " + T.wait + ": " + waitText(t.estimated_wait_seconds)) : null,
+      t.status === "called" ? el("p", { class: "called" }, T.calledTo + " " + text(t.desk)) : null);
   });
 }
 
@@ -316,14 +334,14 @@ async function stats() {
   }
   const secs = (v) => (v === null || v === undefined ? "—" : minutes(v));
   const pct = (v) => (v === null || v === undefined ? "—" : Math.round(v * 100) + " %");
-  show(el("header", {}, el("h1", {}, T.stats + " — " + s.branch + " — " + s.day), langLink()),
+  show(el("header", {}, el("h1", {}, T.stats + " — " + s.branch + " — " + s.day + (s.closed ? " (" + T.dayClosed + ")" : "")), langLink()),
     el("table", { id: "stats-services" },
-      el("tr", {}, [T.service, T.issued, T.served, T.noShows, T.meanWait, T.maxWait, T.meanService, T.within].map((h) => el("th", {}, h))),
-      s.services.map((x) => el("tr", {}, [x.service + " " + x.name[LANG], x.issued, x.served, x.no_shows,
+      el("tr", {}, [T.service, T.issued, T.served, T.noShows, T.notServed, T.meanWait, T.maxWait, T.meanService, T.within].map((h) => el("th", {}, h))),
+      s.services.map((x) => el("tr", {}, [x.service + " " + x.name[LANG], x.issued, x.served, x.no_shows, x.not_served,
         secs(x.mean_wait_seconds), secs(x.max_wait_seconds), secs(x.mean_service_seconds), pct(x.within_target_share)].map((c) => el("td", {}, c))))),
     el("table", { id: "stats-hours" },
-      el("tr", {}, [T.hour, T.issued, T.noShows].map((h) => el("th", {}, h))),
-      s.per_hour.map((h) => el("tr", {}, [h.hour + ":00", h.issued, h.no_shows].map((c) => el("td", {}, c))))));
+      el("tr", {}, [T.hour, T.issued, T.noShows, T.notServed].map((h) => el("th", {}, h))),
+      s.per_hour.map((h) => el("tr", {}, [h.hour + ":00", h.issued, h.no_shows, h.not_served].map((c) => el("td", {}, c))))));
 }
 
 // ---------------------------------------------------------------- index

@@ -1,5 +1,7 @@
 //! The HTTP JSON API (axum), its server-sent event streams, and the
-//! service's own `/ready`, `/live` and `/metrics`.
+//! service's own `/ready` and `/live`. `/metrics` is served on its own
+//! listener ([`metrics_router`], `metrics_listen`), never here: the
+//! gateway forwards every path of this router to the public.
 //!
 //! Who may call what, per branch (tokens from the branch's config):
 //!
@@ -13,10 +15,15 @@
 //! Errors are JSON `{"error": code, "message": text}` with a 4xx status
 //! and change nothing: 400 malformed, 401/403 token, 404 unknown branch,
 //! desk, ticket or booking, 409 refused by the state, 413 too large, 422
-//! not possible as asked.
+//! not possible as asked (`idempotency_key_reused`: the key was used with
+//! another request).
+//!
+//! Every change accepts an `Idempotency-Key`: a repeat acts once and
+//! answers as the first did (the ticket or desk as it is now), with
+//! `Idempotent-Replayed: true`. Keys are namespaced by branch and caller
+//! (`kiosk:`, `desk:{id}:`), so a kiosk's key never meets a desk's.
 
 use crate::app::App;
-use crate::calendar::{day_of, now_ms};
 use crate::config::Branch;
 use crate::store::{DeskAction, IssueRequest, StoreError, TransferTo};
 use axum::body::Bytes;
@@ -43,7 +50,6 @@ pub fn router(app: St) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/live", get(|| async { Json(json!({"alive": true})) }))
-        .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/branches/{branch}", get(branch_info))
         .route("/api/v1/branches/{branch}/board", get(board))
@@ -134,6 +140,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, "not_found", m),
             StoreError::Conflict(m) => ApiError(StatusCode::CONFLICT, "conflict", m),
             StoreError::Invalid(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+            StoreError::KeyReused(m) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                m,
+            ),
             full if full.is_storage_full() => {
                 tracing::error!(error = %full, "the queue store's disk is full");
                 ApiError(
@@ -227,9 +238,17 @@ async fn ready(State(app): State<St>) -> Response {
     }
 }
 
+/// The metrics listener's router: `/metrics` only.
+pub fn metrics_router(app: St) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "only /metrics here") })
+        .with_state(app)
+}
+
 async fn metrics(State(app): State<St>) -> Response {
-    for b in app.config.branches.values() {
-        let _ = app.refresh_gauges(b).await;
+    if let Err(e) = app.refresh_gauges().await {
+        tracing::warn!(error = %e, "cannot read the queue gauges from the store");
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -313,7 +332,8 @@ async fn issue(
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return Ok(r);
     }
-    let key = idempotency_key(&headers)?;
+    // A kiosk's key is its own: a desk's key cannot replay a ticket.
+    let key = format!("kiosk:{}", idempotency_key(&headers)?);
     let req: IssueBody = body(&bytes)?;
     let request = match (req.service, req.booking_code) {
         (Some(service), None) => {
@@ -360,7 +380,7 @@ async fn issue(
             ))
         }
     };
-    let now = now_ms();
+    let now = app.now();
     if !b.hours.is_open(b.tz, now) {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -446,7 +466,7 @@ async fn desk_action(
             format!("no desk `{desk}` in branch `{branch}`"),
         )
     })?;
-    let now = now_ms();
+    let now = app.now();
     // A desk's key is its own: it cannot replay a kiosk's ticket.
     let key = optional_idempotency_key(&headers)?.map(|k| format!("desk:{desk}:{k}"));
     let key = key.as_deref();
@@ -487,11 +507,11 @@ async fn desk_action(
                 (None, Some(x)) => return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "unknown_desk", format!("cannot transfer from desk {desk} to `{x}`"))),
                 _ => return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "give either `service` or `desk`".into())),
             };
-            (app.store.transfer(b, &desk, &to).await?, false)
+            app.store.transfer(b, &desk, &to, key, now).await?
         }
         "open" | "close" => {
-            app.store.set_desk_open(b, &desk, action == "open", now).await?;
-            return Ok(Json(app.desk_view(b, &desk).await?).into_response());
+            let replayed = app.store.set_desk_open(b, &desk, action == "open", key, now).await?;
+            return Ok(mark_replayed(Json(app.desk_view(b, &desk).await?).into_response(), replayed));
         }
         other => return Err(ApiError(StatusCode::NOT_FOUND, "not_found", format!("no desk action `{other}`: call-next, recall, start, finish, no-show, transfer, open or close"))),
     };
@@ -544,7 +564,7 @@ async fn create_booking(
         .timestamp_millis();
     let booking = app
         .store
-        .create_booking(b, &req.service, slot, now_ms())
+        .create_booking(b, &req.service, slot, app.now())
         .await?;
     Ok((StatusCode::CREATED, Json(booking)).into_response())
 }
@@ -573,7 +593,7 @@ async fn stats(
     headers: HeaderMap,
 ) -> ApiResult {
     let b = authorize(&app, &branch, Role::Manager, &headers)?;
-    let day = q.day.unwrap_or_else(|| day_of(b.tz, now_ms()));
+    let day = q.day.unwrap_or_else(|| app.today(b));
     if chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").is_err() {
         return Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,

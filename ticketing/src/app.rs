@@ -1,10 +1,11 @@
 //! The service's shared state and the views every surface shows: what a
 //! kiosk prints, what a tracking page, a board and a desk see, and the
 //! branch statistics. Views are computed from the store, so both twins
-//! show the same thing.
+//! show the same thing. Every view is of the branch's current local day,
+//! by the app's [`Clock`] (the system's, or one a test sets).
 
 use crate::calendar::{day_of, now_ms, Millis};
-use crate::config::{Branch, Config, Service, Tokens};
+use crate::config::{Branch, Config, Tokens};
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::store::{Store, StoreError, Ticket};
@@ -12,11 +13,46 @@ use chrono::{TimeZone, Timelike};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use twinport_ops::config::ConfigError;
 
+/// Where the app reads the time: the system clock, or a fixed moment a
+/// test moves.
+#[derive(Debug, Default)]
+pub struct Clock(Option<AtomicI64>);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    pub fn fixed(at: Millis) -> Clock {
+        Clock(Some(AtomicI64::new(at)))
+    }
+
+    pub fn now(&self) -> Millis {
+        match &self.0 {
+            Some(t) => t.load(Ordering::Relaxed),
+            None => now_ms(),
+        }
+    }
+
+    /// Moves a fixed clock (a system clock ignores it).
+    pub fn set(&self, at: Millis) {
+        if let Some(t) = &self.0 {
+            t.store(at, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How often, at most, a scrape reads the gauges from the store.
+pub const GAUGE_REFRESH: Duration = Duration::from_secs(1);
+
 pub struct App {
     pub config: Config,
+    pub clock: Clock,
     /// The branches' tokens: from the config at start, re-read on SIGHUP.
     pub tokens: arc_swap::ArcSwap<BTreeMap<String, Tokens>>,
     pub store: Store,
@@ -25,6 +61,8 @@ pub struct App {
     pub changes: HashMap<String, broadcast::Sender<()>>,
     /// Ticket requests per (branch, kiosk address) in the current second.
     pub kiosk_rate: pingora_limits::rate::Rate,
+    /// When the gauges were last read from the store.
+    gauges_read: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// What a kiosk shows and prints, and what tracking shows.
@@ -39,7 +77,8 @@ pub struct TicketView {
     pub desk: Option<String>,
     /// Visitors of the same service before this one.
     pub position: usize,
-    pub estimated_wait_seconds: i64,
+    /// `None` while no open desk serves the service (or once called).
+    pub estimated_wait_seconds: Option<i64>,
     pub issued_at: String,
     pub tracking_url: String,
 }
@@ -53,6 +92,37 @@ fn rfc3339(ms: Millis) -> String {
 }
 
 impl App {
+    pub fn new(config: Config, store: Store, clock: Clock) -> App {
+        let changes = config
+            .branches
+            .keys()
+            .map(|b| (b.clone(), broadcast::channel(16).0))
+            .collect::<HashMap<_, _>>();
+        let metrics = Metrics::new(&config.node);
+        for b in config.branches.values() {
+            metrics.init_branch(b);
+        }
+        App {
+            tokens: arc_swap::ArcSwap::from_pointee(App::tokens_of(&config)),
+            kiosk_rate: pingora_limits::rate::Rate::new(Duration::from_secs(1)),
+            gauges_read: tokio::sync::Mutex::new(None),
+            metrics,
+            store,
+            changes,
+            clock,
+            config,
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// The branch-local day now.
+    pub fn today(&self, b: &Branch) -> String {
+        day_of(b.tz, self.now())
+    }
+
     pub fn branch(&self, id: &str) -> Result<&Branch, StoreError> {
         self.config
             .branches
@@ -116,23 +186,36 @@ impl App {
         Ok(other_changes)
     }
 
-    /// Mean service time of `s` (ms): measured today, else configured.
-    async fn service_time(&self, b: &Branch, s: &Service) -> Result<i64, StoreError> {
-        let day = day_of(b.tz, now_ms());
-        Ok(self
-            .store
-            .recent_service_time(&b.id, &s.prefix, &day)
-            .await?
-            .unwrap_or(s.service_time.as_millis() as i64))
+    /// Mean service time (ms) per service of `b`: measured today, else
+    /// configured.
+    async fn service_times(&self, b: &Branch) -> Result<HashMap<String, i64>, StoreError> {
+        let day = self.today(b);
+        let mut times = HashMap::new();
+        for s in &b.services {
+            let t = self
+                .store
+                .recent_service_time(&b.id, &s.prefix, &day)
+                .await?
+                .unwrap_or(s.service_time.as_millis() as i64);
+            times.insert(s.prefix.clone(), t);
+        }
+        Ok(times)
     }
 
-    /// Open desks of `b` that serve `service`.
-    async fn desks_serving(&self, b: &Branch, service: &str) -> Result<usize, StoreError> {
+    /// What the wait estimates of `b` need now: the open desks' services,
+    /// the waiting counts and the service times.
+    async fn workload(&self, b: &Branch) -> Result<Workload, StoreError> {
         let open = self.store.open_desks(&b.id).await?;
-        Ok(b.desks
-            .iter()
-            .filter(|d| open.contains(&d.id) && d.services.iter().any(|s| s == service))
-            .count())
+        Ok(Workload {
+            desks: b
+                .desks
+                .iter()
+                .filter(|d| open.contains(&d.id))
+                .map(|d| d.services.clone())
+                .collect(),
+            waiting: self.store.waiting_counts(&b.id, &self.today(b)).await?,
+            service_times: self.service_times(b).await?,
+        })
     }
 
     pub async fn ticket_view(&self, t: &Ticket) -> Result<TicketView, StoreError> {
@@ -142,11 +225,10 @@ impl App {
             .ok_or_else(|| StoreError::NotFound(format!("service {}", t.service)))?;
         let (position, wait) = if t.status == "waiting" {
             let ahead = self.store.ahead_of(t).await?;
-            let desks = self.desks_serving(b, &t.service).await?;
-            let st = self.service_time(b, s).await?;
-            (ahead, queue::estimate_wait(ahead, desks, st) / 1000)
+            let w = self.workload(b).await?;
+            (ahead, w.estimate(&t.service, ahead))
         } else {
-            (0, 0)
+            (0, None)
         };
         Ok(TicketView {
             id: t.id.clone(),
@@ -163,17 +245,17 @@ impl App {
         })
     }
 
-    /// What a kiosk shows before a touch: services with their queues.
+    /// What a kiosk shows before a touch: services with their queues (an
+    /// estimate only where an open desk serves the service).
     pub async fn branch_view(&self, b: &Branch) -> Result<Value, StoreError> {
-        let waiting = self.store.waiting_counts(&b.id).await?;
+        let w = self.workload(b).await?;
         let mut services = Vec::new();
         for s in &b.services {
-            let n = waiting.get(&s.prefix).copied().unwrap_or(0);
-            let desks = self.desks_serving(b, &s.prefix).await?;
-            let st = self.service_time(b, s).await?;
+            let n = w.waiting_for(&s.prefix);
             services.push(json!({
                 "prefix": s.prefix, "name": s.name, "waiting": n,
-                "estimated_wait_seconds": queue::estimate_wait(n, desks, st) / 1000,
+                "desks_open": w.desks.iter().filter(|d| d.contains(&s.prefix)).count(),
+                "estimated_wait_seconds": w.estimate(&s.prefix, n),
                 "target_wait_seconds": s.target_wait.as_secs(),
             }));
         }
@@ -189,7 +271,7 @@ impl App {
             .collect();
         Ok(json!({
             "id": b.id, "name": b.name, "time_zone": b.tz.name(),
-            "open": b.hours.is_open(b.tz, now_ms()),
+            "open": b.hours.is_open(b.tz, self.now()),
             "services": services, "priority_groups": groups, "desks": desks,
         }))
     }
@@ -199,12 +281,12 @@ impl App {
     pub async fn board_view(&self, b: &Branch) -> Result<Value, StoreError> {
         let calls: Vec<Value> = self
             .store
-            .recent_calls(&b.id, 8)
+            .recent_calls(&b.id, &self.today(b), 8)
             .await?
             .iter()
             .map(|t| json!({"display": t.display, "desk": t.desk, "called_at": t.called_at, "recalls": t.recalls, "status": t.status}))
             .collect();
-        let waiting = self.store.waiting_counts(&b.id).await?;
+        let waiting = self.store.waiting_counts(&b.id, &self.today(b)).await?;
         let per: BTreeMap<&str, usize> = b
             .services
             .iter()
@@ -227,7 +309,7 @@ impl App {
             Some(t) => Some(self.ticket_view(&t).await?),
             None => None,
         };
-        let waiting = self.store.waiting_counts(&b.id).await?;
+        let waiting = self.store.waiting_counts(&b.id, &self.today(b)).await?;
         let queues: Vec<Value> = d
             .services
             .iter()
@@ -267,6 +349,13 @@ impl App {
                 .iter()
                 .filter_map(|t| Some(t.called_at? - t.queued_since))
                 .collect();
+            let unserved: Vec<&&Ticket> =
+                mine.iter().filter(|t| t.status == "not_served").collect();
+            // A visitor not served waited until called, or until the day ended.
+            let unserved_waits: Vec<i64> = unserved
+                .iter()
+                .filter_map(|t| Some(t.called_at.or(t.finished_at)? - t.queued_since))
+                .collect();
             let served: Vec<i64> = mine
                 .iter()
                 .filter(|t| t.status == "done")
@@ -285,6 +374,8 @@ impl App {
                 "issued": issued,
                 "served": mine.iter().filter(|t| t.status == "done").count(),
                 "no_shows": mine.iter().filter(|t| t.status == "no_show").count(),
+                "not_served": unserved.len(),
+                "not_served_mean_wait_seconds": mean(&unserved_waits),
                 "waiting_now": mine.iter().filter(|t| t.status == "waiting").count(),
                 "mean_wait_seconds": mean(&waits),
                 "max_wait_seconds": waits.iter().max().map(|w| w / 1000),
@@ -295,7 +386,7 @@ impl App {
                 "target_wait_seconds": s.target_wait.as_secs(),
             }));
         }
-        let mut hours: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+        let mut hours: BTreeMap<u32, (usize, usize, usize)> = BTreeMap::new();
         for t in &tickets {
             let h =
                 b.tz.timestamp_millis_opt(t.issued_at)
@@ -306,20 +397,40 @@ impl App {
             if t.status == "no_show" {
                 hours.entry(h).or_default().1 += 1;
             }
+            if t.status == "not_served" {
+                hours.entry(h).or_default().2 += 1;
+            }
         }
         let per_hour: Vec<Value> = hours
             .into_iter()
-            .map(|(h, (issued, no_shows))| json!({"hour": h, "issued": issued, "no_shows": no_shows}))
+            .map(|(h, (issued, no_shows, not_served))| json!({"hour": h, "issued": issued, "no_shows": no_shows, "not_served": not_served}))
             .collect();
-        Ok(json!({"branch": b.id, "day": day, "services": services, "per_hour": per_hour}))
+        let closed = self.store.day_closed(&b.id, day).await?;
+        Ok(
+            json!({"branch": b.id, "day": day, "closed": closed, "services": services, "per_hour": per_hour}),
+        )
     }
 
-    /// Refreshes the gauges of `b` read from the store: waiting visitors
-    /// and the longest wait per service, open desks.
-    pub async fn refresh_gauges(&self, b: &Branch) -> Result<(), StoreError> {
-        let waiting = self.store.waiting_counts(&b.id).await?;
-        let oldest = self.store.oldest_waiting(&b.id).await?;
-        let now = chrono::Utc::now().timestamp_millis();
+    /// Reads the gauges of every branch from the store (waiting visitors
+    /// and the longest wait per service, open desks), at most once per
+    /// [`GAUGE_REFRESH`] however often Prometheus scrapes.
+    pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
+        let mut last = self.gauges_read.lock().await;
+        if last.is_some_and(|t| t.elapsed() < GAUGE_REFRESH) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+        for b in self.config.branches.values() {
+            self.refresh_branch_gauges(b).await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh_branch_gauges(&self, b: &Branch) -> Result<(), StoreError> {
+        let day = self.today(b);
+        let waiting = self.store.waiting_counts(&b.id, &day).await?;
+        let oldest = self.store.oldest_waiting(&b.id, &day).await?;
+        let now = self.now();
         for s in &b.services {
             let l = [b.id.as_str(), s.prefix.as_str()];
             let n = waiting.get(&s.prefix).copied().unwrap_or(0);
@@ -336,5 +447,53 @@ impl App {
             .with_label_values(&[&b.id])
             .set(open as i64);
         Ok(())
+    }
+
+    /// Closes every branch's day that has ended and is still open (see
+    /// [`crate::store::day`]); counts and logs what a close did.
+    pub async fn close_ended_days(&self) -> Result<(), StoreError> {
+        let retention = self.config.idempotency_retention.as_millis() as i64;
+        for b in self.config.branches.values() {
+            if let Some(c) = self.store.close_ended_day(b, retention, self.now()).await? {
+                tracing::info!(
+                    branch = %b.id, day = %c.day, not_served = c.not_served,
+                    desks_closed = c.desks_closed, keys_purged = c.keys_purged,
+                    "closed the branch day"
+                );
+                self.metrics.days_closed.with_label_values(&[&b.id]).inc();
+                self.metrics
+                    .not_served
+                    .with_label_values(&[&b.id])
+                    .inc_by(c.not_served);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the open desks of a branch have to do now, for wait estimates.
+struct Workload {
+    /// The services of each open desk.
+    desks: Vec<Vec<String>>,
+    waiting: HashMap<String, usize>,
+    service_times: HashMap<String, i64>,
+}
+
+impl Workload {
+    fn waiting_for(&self, service: &str) -> usize {
+        self.waiting.get(service).copied().unwrap_or(0)
+    }
+
+    /// Estimated wait (s) with `ahead` before; `None` with no desk open.
+    fn estimate(&self, service: &str, ahead: usize) -> Option<i64> {
+        let desks: Vec<&[String]> = self.desks.iter().map(|d| d.as_slice()).collect();
+        queue::estimate_wait(
+            service,
+            ahead,
+            &desks,
+            |s| self.waiting_for(s),
+            |s| self.service_times.get(s).copied().unwrap_or(1),
+        )
+        .map(|ms| ms / 1000)
     }
 }

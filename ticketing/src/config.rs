@@ -21,6 +21,10 @@ pub mod file {
         /// The node's name, reported by `/ready`.
         pub node: String,
         pub listen: String,
+        /// Where Prometheus scrapes `/metrics`, `host:port` (keep it on
+        /// loopback or a management network); absent: no metrics. Never
+        /// on `listen`, which the gateway exposes to everyone.
+        pub metrics_listen: Option<String>,
         /// `sqlite://FILE` (relative to this file) or `postgres://...`.
         pub database: String,
         pub max_connections: Option<u32>,
@@ -33,6 +37,10 @@ pub mod file {
         /// where the gateway runs in the local set-up). The Twinport
         /// gateway replaces any `X-Real-IP` a client sends.
         pub trusted_proxies: Option<Vec<String>>,
+        /// How long an `Idempotency-Key` is remembered (default 48h); the
+        /// day close purges older ones.
+        #[serde(default, with = "humantime_serde")]
+        pub idempotency_retention: Option<Duration>,
         pub branches: Vec<Branch>,
     }
 
@@ -46,6 +54,10 @@ pub mod file {
         pub opening_hours: Option<BTreeMap<String, String>>,
         #[serde(default, with = "humantime_serde")]
         pub booking_window: Option<Duration>,
+        /// How long a ticket transferred to a desk waits for that desk
+        /// alone before any desk of its service may call it (default 10m).
+        #[serde(default, with = "humantime_serde")]
+        pub transfer_max_wait: Option<Duration>,
         pub tokens: Tokens,
         pub services: Vec<Service>,
         pub desks: Vec<Desk>,
@@ -149,6 +161,7 @@ pub struct Branch {
     pub tz: chrono_tz::Tz,
     pub hours: Week,
     pub booking_window: Duration,
+    pub transfer_max_wait: Duration,
     pub tokens: Tokens,
     pub services: Vec<Service>,
     pub desks: Vec<Desk>,
@@ -173,12 +186,14 @@ impl Branch {
 pub struct Config {
     pub node: String,
     pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
     /// The database URL, a SQLite path made absolute.
     pub database: String,
     pub max_connections: u32,
     pub public_url: String,
     pub kiosk_rate_limit: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub idempotency_retention: Duration,
     pub branches: BTreeMap<String, Branch>,
 }
 
@@ -209,6 +224,25 @@ impl Config {
             );
         }
         let listen = e.addr("listen", &f.listen);
+        let metrics_listen = f
+            .metrics_listen
+            .as_deref()
+            .and_then(|a| e.addr("metrics_listen", a));
+        if metrics_listen.is_some() && metrics_listen == listen {
+            e.push(
+                "metrics_listen",
+                format!(
+                    "{} is already used by listen (the API, which the gateway exposes): give metrics their own port",
+                    f.listen
+                ),
+            );
+        }
+        let idempotency_retention = e.duration(
+            "idempotency_retention",
+            f.idempotency_retention,
+            48 * 60 * MIN,
+            60 * MIN,
+        );
         let database = if let Some(p) = f.database.strip_prefix("sqlite://") {
             let (file, query) = p.split_once('?').unwrap_or((p, ""));
             let abs = resolve(base, file);
@@ -274,6 +308,8 @@ impl Config {
                     week
                 }
             };
+            let transfer_max_wait =
+                e.duration(&at("transfer_max_wait"), b.transfer_max_wait, 10 * MIN, MIN);
             let token = |e: &mut Errors, k: &str, p: &str| {
                 twinport_ops::token::read_token(&resolve(base, p))
                     .map_err(|why| e.push(at(&format!("tokens.{k}")), why))
@@ -405,6 +441,7 @@ impl Config {
                     tz,
                     hours,
                     booking_window: b.booking_window.unwrap_or(15 * MIN),
+                    transfer_max_wait,
                     tokens,
                     services,
                     desks,
@@ -425,6 +462,8 @@ impl Config {
         e.finish(|| Config {
             node: f.node,
             listen,
+            metrics_listen,
+            idempotency_retention,
             database,
             max_connections,
             kiosk_rate_limit: f.kiosk_rate_limit.unwrap_or(5),
@@ -490,6 +529,37 @@ branches:
         assert_eq!(b.service("B").unwrap().target_wait, 10 * MIN);
         assert!(b.hours.0[0].is_some() && b.hours.0[6].is_none() && b.hours.0[1].is_none());
         assert_eq!(b.priority_group("disabled").unwrap().boost, 15 * MIN);
+        assert_eq!(b.transfer_max_wait, 10 * MIN);
+        assert_eq!(c.idempotency_retention, 48 * 60 * MIN);
+        assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn metrics_have_their_own_port_and_limits_their_floor() {
+        let d = dir_with_tokens("metrics");
+        let text = GOOD
+            .replace(
+                "listen: 127.0.0.1:8081\n",
+                "listen: 127.0.0.1:8081\nmetrics_listen: 127.0.0.1:8081\nidempotency_retention: 5m\n",
+            )
+            .replace(
+                "    name: Warszawa Centrum\n",
+                "    name: Warszawa Centrum\n    transfer_max_wait: 10s\n",
+            );
+        let err = parse(&d.join("t.yaml"), &text).unwrap_err().to_string();
+        for want in [
+            "metrics_listen (line 3): 127.0.0.1:8081 is already used by listen",
+            "idempotency_retention (line 4): 5m is too short",
+            "branches[0].transfer_max_wait (line 10): 10s is too short",
+        ] {
+            assert!(err.contains(want), "missing `{want}` in:\n{err}");
+        }
+        let ok = GOOD.replace(
+            "listen: 127.0.0.1:8081\n",
+            "listen: 127.0.0.1:8081\nmetrics_listen: 127.0.0.1:9381\n",
+        );
+        let c = parse(&d.join("t.yaml"), &ok).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9381".parse().unwrap()));
     }
 
     #[test]

@@ -8,12 +8,12 @@
 //! | module | job | IO? |
 //! | --- | --- | --- |
 //! | [`config`] | YAML file → validated [`config::Config`] | reads the file |
-//! | [`calendar`] | the branch-local day (numbers restart at local midnight), opening hours | none (pure) |
-//! | [`queue`] | which ticket a desk calls next; estimated waits | none (pure) |
-//! | [`store`] | sqlx on SQLite or PostgreSQL: exactly-once issuing, desk actions, bookings | database |
+//! | [`calendar`] | the branch-local day (numbers restart at local midnight), opening hours, when a day ends | none (pure) |
+//! | [`queue`] | which ticket a desk calls next; estimated waits; simulated days | none (pure) |
+//! | [`store`] | sqlx on SQLite or PostgreSQL: exactly-once issuing, desk actions, bookings, the day close | database |
 //! | [`app`] | shared state and the views (ticket, board, desk, statistics) | database |
 //! | [`live`] | notices changes made through either twin and wakes the event streams | database |
-//! | [`api`] | the JSON API, server-sent events, `/ready`, `/metrics` (axum) | HTTP |
+//! | [`api`] | the JSON API, server-sent events, `/ready`; `/metrics` on its own listener (axum) | HTTP |
 //! | [`pages`] | kiosk, board, desk, tracking and statistics pages | HTTP |
 //! | [`metrics`] | `twinport_ticketing_*` | none |
 #![forbid(unsafe_code)]
@@ -28,7 +28,6 @@ pub mod pages;
 pub mod queue;
 pub mod store;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -42,31 +41,37 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics_listen): {e}"))?,
+        ),
+        None => None,
+    };
     let store = store::Store::connect(&config.database, config.max_connections).await?;
-    let changes = config
-        .branches
-        .keys()
-        .map(|b| (b.clone(), tokio::sync::broadcast::channel(16).0))
-        .collect::<HashMap<_, _>>();
-    let metrics = metrics::Metrics::new(&config.node);
-    for b in config.branches.values() {
-        metrics.init_branch(b);
+    let app = Arc::new(app::App::new(config, store, app::Clock::system()));
+    // A branch that was down at its closing time starts the day clean.
+    if let Err(e) = app.close_ended_days().await {
+        tracing::warn!(error = %e, "cannot close ended days at start (trying again shortly)");
     }
-    let app = Arc::new(app::App {
-        tokens: arc_swap::ArcSwap::from_pointee(app::App::tokens_of(&config)),
-        kiosk_rate: pingora_limits::rate::Rate::new(std::time::Duration::from_secs(1)),
-        metrics,
-        store,
-        changes,
-        config,
-    });
     tokio::spawn(live::run(app.clone()));
+    tokio::spawn(day_close(app.clone()));
     tracing::info!(
         node = %app.config.node,
         address = %listener.local_addr()?,
+        metrics = ?app.config.metrics_listen,
         branches = app.config.branches.len(),
         "ticketing serving"
     );
+    if let Some(l) = metrics_listener {
+        let router = api::metrics_router(app.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let reloading = app.clone();
     tokio::spawn(twinport_ops::cli::reread_tokens_on_sighup(
         config_path,
@@ -84,4 +89,20 @@ pub async fn serve(
     })
     .await?;
     Ok(())
+}
+
+/// How often each instance looks for an ended day to close.
+pub const DAY_CLOSE_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes each branch's day once it has ended (both twins look; the first
+/// closes it).
+async fn day_close(app: Arc<app::App>) {
+    let mut tick = tokio::time::interval(DAY_CLOSE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.close_ended_days().await {
+            tracing::warn!(error = %e, "cannot close the branch day (trying again)");
+        }
+    }
 }

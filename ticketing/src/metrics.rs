@@ -13,6 +13,8 @@ pub struct Metrics {
     pub desks_open: IntGaugeVec,
     pub wait_target: IntGaugeVec,
     pub longest_wait: IntGaugeVec,
+    pub days_closed: IntCounterVec,
+    pub not_served: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +99,28 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            days_closed: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "days_closed_total",
+                        "Branch days this instance closed (the twin that gets there first closes it)",
+                    ),
+                    &["branch"],
+                )
+                .unwrap(),
+            ),
+            not_served: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "not_served_total",
+                        "Tickets still waiting, called or being served when their day was closed",
+                    ),
+                    &["branch"],
+                )
+                .unwrap(),
+            ),
             registry,
         }
     }
@@ -119,6 +143,8 @@ impl Metrics {
             self.calls.with_label_values(&[&b.id, &d.id]);
         }
         self.desks_open.with_label_values(&[&b.id]);
+        self.days_closed.with_label_values(&[&b.id]);
+        self.not_served.with_label_values(&[&b.id]);
     }
 
     pub fn render(&self) -> String {

@@ -79,11 +79,18 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     let (s, a1) = kiosk(&c, &t, "k-1", &issue("A")).await;
     assert_eq!((s, a1["display"].as_str()), (201, Some("A001")), "{a1}");
     assert_eq!(a1["position"], 0);
-    let (s, again) = kiosk(&c, &t, "k-1", &issue("B")).await;
+    let (s, again) = kiosk(&c, &t, "k-1", &issue("A")).await;
     assert_eq!(
         (s, &again["id"]),
         (200, &a1["id"]),
         "a replay returns the first ticket"
+    );
+    // The same key for another request is a client's mistake, not a replay.
+    let (s, reused) = kiosk(&c, &t, "k-1", &issue("B")).await;
+    assert_eq!(
+        (s, reused["error"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{reused}"
     );
     let (_, a2) = kiosk(
         &c,
@@ -224,14 +231,7 @@ async fn a_visit_from_kiosk_to_desk_and_a_booking_check_in() {
     );
     // A001 was transferred to C and did not come: a no-show of C.
     assert_eq!(stats["services"][2]["no_shows"], 1, "{stats}");
-    let metrics = c
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics_text().await;
     assert!(
         metrics.contains(
             r#"twinport_ticketing_tickets_issued_total{branch="centrum",service="A",node="a"} 3"#
@@ -299,14 +299,7 @@ async fn a_desk_press_repeated_with_its_key_acts_once() {
         .await
         .unwrap();
     assert_eq!(r.headers()["idempotent-replayed"], "true");
-    let metrics = c
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics_text().await;
     let calls = metrics
         .lines()
         .find(|l| l.starts_with("twinport_ticketing_calls_total{") && l.contains(r#"desk="1""#))
@@ -610,7 +603,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(code, Some(64));
     assert!(
         err.contains("bad.yaml: invalid configuration")
-            && err.contains("branches[0].time_zone (line 11): `Europe/Atlantis`"),
+            && err.contains("branches[0].time_zone (line 12): `Europe/Atlantis`"),
         "{err}"
     );
 }

@@ -18,7 +18,7 @@ async fn two_twins_start_together_on_one_new_sqlite_file() {
     for node in ["a", "b"] {
         let addr = free_addr();
         let cfg = dir.path().join(format!("ticketing-{node}.yaml"));
-        std::fs::write(&cfg, config(node, addr, "sqlite://shared.db")).unwrap();
+        std::fs::write(&cfg, config(node, addr, free_addr(), "sqlite://shared.db")).unwrap();
         let mut cmd = Command::new(bin("ticketing"));
         cmd.arg("--config").arg(&cfg);
         procs.push(Proc::spawn(

@@ -60,11 +60,13 @@ async fn killing_the_primary_loses_and_doubles_no_ticket() {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap();
-            let mut answers: Vec<(String, String)> = Vec::new();
+            // (key, ticket, when its touch was first sent since the start)
+            let mut answers: Vec<(String, String, Duration)> = Vec::new();
             let mut retries = 0;
             for i in 0..PER_KIOSK {
                 let key = format!("twins-{k}-{i}");
                 let body = format!(r#"{{"service":"{}"}}"#, ["A", "B"][i % 2]);
+                let sent = started.elapsed();
                 // Bounded: a kiosk tries a touch at most 30 times.
                 for attempt in 0..30 {
                     let r = c
@@ -78,7 +80,11 @@ async fn killing_the_primary_loses_and_doubles_no_ticket() {
                     match r {
                         Ok(resp) if resp.status().is_success() => {
                             let v: serde_json::Value = resp.json().await.unwrap();
-                            answers.push((key.clone(), v["id"].as_str().unwrap().to_string()));
+                            answers.push((
+                                key.clone(),
+                                v["id"].as_str().unwrap().to_string(),
+                                sent,
+                            ));
                             break;
                         }
                         _ => {
@@ -98,10 +104,12 @@ async fn killing_the_primary_loses_and_doubles_no_ticket() {
     let killed_at = started.elapsed();
     let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
     let mut retries = 0;
+    let mut after_kill = 0;
     for t in tasks {
         let (answers, r) = t.await.unwrap();
         retries += r;
-        for (k, id) in answers {
+        for (k, id, sent) in answers {
+            after_kill += usize::from(sent > killed_at);
             by_key.entry(k).or_default().push(id);
         }
     }
@@ -109,9 +117,29 @@ async fn killing_the_primary_loses_and_doubles_no_ticket() {
     let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
     assert_eq!(status["primary"], "b", "the twin took over");
     println!(
-        "killed a at {killed_at:?}; {} tickets, {retries} retries",
+        "killed a at {killed_at:?}; {} tickets, {after_kill} asked for after the kill, {retries} retries",
         by_key.len()
     );
+    // The kill struck while the kiosks were still at work.
+    assert!(
+        retries > 0 || after_kill > 0,
+        "the kiosks had finished before the kill: the test proved nothing"
+    );
+    // Ticketing's metrics are not on the public path.
+    let (s, v) = call(
+        &reqwest::Client::new(),
+        "GET",
+        &gw.url("/metrics"),
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    assert!(b
+        .metrics_text()
+        .await
+        .contains("twinport_ticketing_tickets_issued_total"));
 
     // The store: one ticket per key, the one the kiosk was told; numbers
     // 1..n per service.
@@ -124,7 +152,8 @@ async fn killing_the_primary_loses_and_doubles_no_ticket() {
     assert_eq!(keys.len(), KIOSKS * PER_KIOSK);
     for r in &keys {
         let (key, id): (String, String) = (r.get("key"), r.get("ticket_id"));
-        assert_eq!(by_key[&key], vec![id.clone()], "key {key}");
+        let key = key.strip_prefix("kiosk:").expect("a kiosk's key");
+        assert_eq!(by_key[key], vec![id.clone()], "key {key}");
     }
     let tickets =
         sqlx::query("SELECT id, number_service, number FROM tickets WHERE branch = 'centrum'")

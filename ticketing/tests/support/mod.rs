@@ -13,24 +13,35 @@ pub const KIOSK: &str = "kiosk-token-0123456789abcdef";
 pub const DESK: &str = "desk-token-0123456789abcdef";
 pub const MANAGER: &str = "manager-token-0123456789abcdef";
 pub const OTHER_KIOSK: &str = "other-kiosk-token-0123456789";
-pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The PostgreSQL server the tests create their databases on:
+/// `TWINPORT_POSTGRES` (scripts/test sets it to a private server where the
+/// machine has none), else the machine's at 127.0.0.1:5432.
+pub fn postgres_server() -> String {
+    std::env::var("TWINPORT_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
 
 /// A fresh PostgreSQL database for one test, `twinport_{tag}_{pid}`; those
-/// of earlier test processes that are gone are dropped first. `None` only
-/// where no server runs and neither CI nor TWINPORT_REQUIRE_POSTGRES is
-/// set: then it says so loudly.
+/// of earlier test processes that are gone are dropped first. A test that
+/// needs PostgreSQL fails when no server answers, unless
+/// `TWINPORT_SKIP_POSTGRES=1` is set explicitly: then `None`, said loudly.
 pub async fn postgres_db(tag: &str) -> Option<String> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
-    let mut admin = match sqlx::AnyConnection::connect(POSTGRES).await {
+    let server = postgres_server();
+    let mut admin = match sqlx::AnyConnection::connect(&server).await {
         Ok(c) => c,
         Err(e) => {
-            if std::env::var_os("CI").is_some()
-                || std::env::var_os("TWINPORT_REQUIRE_POSTGRES").is_some()
-            {
-                panic!("PostgreSQL at {POSTGRES} is needed and does not answer: {e}");
+            if std::env::var("TWINPORT_SKIP_POSTGRES").as_deref() != Ok("1") {
+                panic!(
+                    "PostgreSQL at {server} is needed and does not answer: {e} \
+                     (scripts/test starts one; set TWINPORT_POSTGRES to a server, or \
+                     TWINPORT_SKIP_POSTGRES=1 to skip these tests knowingly)"
+                );
             }
-            eprintln!("\n!!! SKIPPED: no PostgreSQL at {POSTGRES} ({e}); this test needs it !!!\n");
+            eprintln!(
+                "\n!!! SKIPPED (TWINPORT_SKIP_POSTGRES=1): no PostgreSQL at {server} ({e}) !!!\n"
+            );
             return None;
         }
     };
@@ -56,7 +67,8 @@ pub async fn postgres_db(tag: &str) -> Option<String> {
         .execute(&mut admin)
         .await
         .expect("create database");
-    Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
 }
 
 /// Writes the three tokens of branch `centrum` and the kiosk token of
@@ -74,10 +86,11 @@ pub fn write_tokens(dir: &TempDir) {
     }
 }
 
-pub fn config(node: &str, listen: SocketAddr, database: &str) -> String {
+pub fn config(node: &str, listen: SocketAddr, metrics: SocketAddr, database: &str) -> String {
     format!(
         "node: {node}
 listen: {listen}
+metrics_listen: {metrics}
 database: {database}
 public_url: http://{listen}
 # Load tests play many kiosks from one address: no per-kiosk limit here.
@@ -111,6 +124,8 @@ branches:
 
 pub struct Ticketing {
     pub addr: SocketAddr,
+    /// Its metrics listener.
+    pub metrics: SocketAddr,
     pub config: PathBuf,
     pub log: PathBuf,
     pub proc: Proc,
@@ -146,12 +161,14 @@ impl Ticketing {
     ) -> Ticketing {
         write_tokens(dir);
         let addr = free_addr();
+        let metrics = free_addr();
         let cfg = dir.path().join(format!("ticketing-{node}.yaml"));
         std::fs::write(
             &cfg,
             edit(config(
                 node,
                 addr,
+                metrics,
                 database.unwrap_or("sqlite://tickets.db"),
             )),
         )
@@ -167,6 +184,7 @@ impl Ticketing {
         );
         Ticketing {
             addr,
+            metrics,
             config: cfg,
             log,
             proc,
@@ -175,6 +193,16 @@ impl Ticketing {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// What its metrics listener shows.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .expect("the metrics listener answers")
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn log_text(&self) -> String {

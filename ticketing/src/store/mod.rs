@@ -13,11 +13,22 @@
 //! Issuing is exactly-once per `Idempotency-Key`: the key is inserted
 //! first (`ON CONFLICT DO NOTHING`); if it was there, the ticket it names
 //! is returned and nothing else is written. A retry on the other twin
-//! meets the same row.
+//! meets the same row. Desk actions remember their key in their own
+//! transaction the same way. A key is kept with what it asked for (its
+//! request, e.g. `issue A` or `transfer desk 2`): the same key with another
+//! request is refused ([`StoreError::KeyReused`]). Keys are namespaced by
+//! the caller (the API prefixes `kiosk:` or `desk:{id}:`) and purged by the
+//! day close once older than the retention.
+//!
+//! Every queue query is restricted to the branch's current local day
+//! (index `tickets_queue` on branch, day, status, service), and the day
+//! close ([`day`]) ends every day that is over.
+
+pub mod day;
 
 use crate::calendar::{day_of, Millis};
 use crate::config::{Branch, Desk};
-use crate::queue::{self, Targets, Waiting};
+use crate::queue::{self, Rules, Targets, Waiting};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Row};
@@ -37,6 +48,9 @@ pub enum StoreError {
     /// The request cannot be carried out as given.
     #[error("{0}")]
     Invalid(String),
+    /// An `Idempotency-Key` used again with another request.
+    #[error("{0}")]
+    KeyReused(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -75,6 +89,8 @@ pub struct Ticket {
     pub status: String,
     pub desk: Option<String>,
     pub assigned_desk: Option<String>,
+    /// When it was transferred to `assigned_desk`.
+    pub transferred_at: Option<i64>,
     pub called_at: Option<i64>,
     pub recalls: i64,
     pub started_at: Option<i64>,
@@ -82,8 +98,8 @@ pub struct Ticket {
 }
 
 const TICKET_COLUMNS: &str = "id, branch, service, number_service, day, number, display, priority_group, \
-    booking_code, booking_slot, issued_at, queued_since, status, desk, assigned_desk, called_at, recalls, \
-    started_at, finished_at";
+    booking_code, booking_slot, issued_at, queued_since, status, desk, assigned_desk, transferred_at, called_at, \
+    recalls, started_at, finished_at";
 
 fn ticket(r: &AnyRow) -> std::result::Result<Ticket, sqlx::Error> {
     Ok(Ticket {
@@ -102,6 +118,7 @@ fn ticket(r: &AnyRow) -> std::result::Result<Ticket, sqlx::Error> {
         status: r.try_get("status")?,
         desk: r.try_get("desk")?,
         assigned_desk: r.try_get("assigned_desk")?,
+        transferred_at: r.try_get("transferred_at")?,
         called_at: r.try_get("called_at")?,
         recalls: r.try_get("recalls")?,
         started_at: r.try_get("started_at")?,
@@ -127,6 +144,22 @@ pub enum IssueRequest {
     Booking {
         code: String,
     },
+}
+
+impl IssueRequest {
+    /// What the request asks for, kept with its key.
+    fn fingerprint(&self) -> String {
+        match self {
+            IssueRequest::Service {
+                service,
+                priority_group,
+            } => match priority_group {
+                Some(g) => format!("issue {service} {g}"),
+                None => format!("issue {service}"),
+            },
+            IssueRequest::Booking { code } => format!("check-in {code}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,9 +207,69 @@ pub enum TransferTo {
     Desk(String),
 }
 
+impl TransferTo {
+    fn fingerprint(&self) -> String {
+        match self {
+            TransferTo::Service(s) => format!("transfer service {s}"),
+            TransferTo::Desk(d) => format!("transfer desk {d}"),
+        }
+    }
+}
+
+/// The queue rules of a branch, from its configuration.
+pub fn rules(b: &Branch) -> Rules {
+    Rules {
+        booking_window: b.booking_window.as_millis() as i64,
+        transfer_max_wait: b.transfer_max_wait.as_millis() as i64,
+    }
+}
+
+/// A service's waiting-time rules (ms).
+pub fn targets(b: &Branch, service: &str) -> Targets {
+    b.service(service).map_or(
+        Targets {
+            target_wait: 600_000,
+            max_wait: 1_800_000,
+        },
+        |s| Targets {
+            target_wait: s.target_wait.as_millis() as i64,
+            max_wait: s.max_wait.as_millis() as i64,
+        },
+    )
+}
+
+/// The queue rules' view of a waiting ticket.
+pub fn waiting(b: &Branch, t: &Ticket) -> Waiting {
+    Waiting {
+        id: t.id.clone(),
+        number: t.number,
+        service: t.service.clone(),
+        queued_since: t.queued_since,
+        boost: t
+            .priority_group
+            .as_deref()
+            .and_then(|g| b.priority_group(g))
+            .map_or(0, |g| g.boost.as_millis() as i64),
+        booking_slot: t.booking_slot,
+        assigned_desk: t.assigned_desk.clone(),
+        transferred_at: t.transferred_at,
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+}
+
+/// Refuses a key used again with another request than its first.
+fn same_request(first: &str, now: &str) -> Result<()> {
+    // Keys remembered before requests were kept have none: a replay.
+    if first.is_empty() || first == now {
+        return Ok(());
+    }
+    Err(StoreError::KeyReused(format!(
+        "this Idempotency-Key was used for another request ({first}); use a new key for {now}"
+    )))
 }
 
 /// Booking codes: 8 characters without look-alikes (0/O, 1/I/L).
@@ -293,41 +386,49 @@ impl Store {
         Ok(tx)
     }
 
-    /// The ticket a desk action already acted on under `key` (a replay).
+    /// What `key` already did (the ticket it acted on; empty for a desk
+    /// opened or closed): `Some` for a replay of the same `request`, an
+    /// error for the key used with another one.
     async fn replayed(
         tx: &mut sqlx::AnyConnection,
         branch: &str,
         key: Option<&str>,
+        request: &str,
     ) -> Result<Option<String>> {
         let Some(key) = key else { return Ok(None) };
-        let row = sqlx::query("SELECT ticket_id FROM idempotency WHERE branch = $1 AND key = $2")
-            .bind(branch)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("ticket_id")?),
-            None => None,
-        })
+        let row = sqlx::query(
+            "SELECT ticket_id, request FROM idempotency WHERE branch = $1 AND key = $2",
+        )
+        .bind(branch)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let first: String = r.try_get("request")?;
+        same_request(&first, request)?;
+        Ok(Some(r.try_get("ticket_id")?))
     }
 
-    /// Remembers, in the action's own transaction, that `key` acted on
-    /// `ticket`: a repeat of the same press gets the same answer.
+    /// Remembers, in the action's own transaction, that `key` asked for
+    /// `request` and acted on `ticket`: a repeat of the same press gets the
+    /// same answer.
     async fn remember(
         tx: &mut sqlx::AnyConnection,
         branch: &str,
         key: Option<&str>,
+        request: &str,
         ticket: &str,
         now: Millis,
     ) -> Result<()> {
         let Some(key) = key else { return Ok(()) };
         sqlx::query(
-            "INSERT INTO idempotency (branch, key, ticket_id, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO idempotency (branch, key, ticket_id, created_at, request) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(branch)
         .bind(key)
         .bind(ticket)
         .bind(now)
+        .bind(request)
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -355,23 +456,27 @@ impl Store {
         now: Millis,
     ) -> Result<(Ticket, bool)> {
         let mut tx = self.begin(&b.id).await?;
-        let fresh = sqlx::query("INSERT INTO idempotency (branch, key, ticket_id, created_at) VALUES ($1, $2, '', $3) ON CONFLICT (branch, key) DO NOTHING")
+        let request = req.fingerprint();
+        let fresh = sqlx::query("INSERT INTO idempotency (branch, key, ticket_id, created_at, request) VALUES ($1, $2, '', $3, $4) ON CONFLICT (branch, key) DO NOTHING")
             .bind(&b.id)
             .bind(key)
             .bind(now)
+            .bind(&request)
             .execute(&mut *tx)
             .await?
             .rows_affected()
             == 1;
         if !fresh {
             tx.rollback().await?;
-            let id: String =
-                sqlx::query("SELECT ticket_id FROM idempotency WHERE branch = $1 AND key = $2")
-                    .bind(&b.id)
-                    .bind(key)
-                    .fetch_one(&self.pool)
-                    .await?
-                    .try_get("ticket_id")?;
+            let row = sqlx::query(
+                "SELECT ticket_id, request FROM idempotency WHERE branch = $1 AND key = $2",
+            )
+            .bind(&b.id)
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+            same_request(&row.try_get::<String, _>("request")?, &request)?;
+            let id: String = row.try_get("ticket_id")?;
             let t = self
                 .ticket(&id)
                 .await?
@@ -444,12 +549,13 @@ impl Store {
             status: "waiting".into(),
             desk: None,
             assigned_desk: None,
+            transferred_at: None,
             called_at: None,
             recalls: 0,
             started_at: None,
             finished_at: None,
         };
-        sqlx::query(&format!("INSERT INTO tickets ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"))
+        sqlx::query(&format!("INSERT INTO tickets ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"))
             .bind(&t.id)
             .bind(&t.branch)
             .bind(&t.service)
@@ -465,6 +571,7 @@ impl Store {
             .bind(&t.status)
             .bind(t.desk.clone())
             .bind(t.assigned_desk.clone())
+            .bind(t.transferred_at)
             .bind(t.called_at)
             .bind(t.recalls)
             .bind(t.started_at)
@@ -499,13 +606,15 @@ impl Store {
         Ok(row.as_ref().map(ticket).transpose()?)
     }
 
-    /// How many wait for each service of `branch`.
+    /// How many wait for each service of `branch` on its local `day`.
     pub async fn waiting_counts(
         &self,
         branch: &str,
+        day: &str,
     ) -> Result<std::collections::HashMap<String, usize>> {
-        let rows = sqlx::query("SELECT service, COUNT(*) AS n FROM tickets WHERE branch = $1 AND status = 'waiting' GROUP BY service")
+        let rows = sqlx::query("SELECT service, COUNT(*) AS n FROM tickets WHERE branch = $1 AND day = $2 AND status = 'waiting' GROUP BY service")
             .bind(branch)
+            .bind(day)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -514,13 +623,16 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Per service, since when (ms) the visitor who has waited longest waits.
+    /// Per service, since when (ms) the visitor who has waited longest on
+    /// the local `day` waits.
     pub async fn oldest_waiting(
         &self,
         branch: &str,
+        day: &str,
     ) -> Result<std::collections::HashMap<String, i64>> {
-        let rows = sqlx::query("SELECT service, MIN(queued_since) AS since FROM tickets WHERE branch = $1 AND status = 'waiting' GROUP BY service")
+        let rows = sqlx::query("SELECT service, MIN(queued_since) AS since FROM tickets WHERE branch = $1 AND day = $2 AND status = 'waiting' GROUP BY service")
             .bind(branch)
+            .bind(day)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -529,14 +641,15 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// How many of the same service wait before `t`.
+    /// How many of the same service and day wait before `t`.
     pub async fn ahead_of(&self, t: &Ticket) -> Result<usize> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tickets WHERE branch = $1 AND service = $2 AND status = 'waiting' AND (queued_since < $3 OR (queued_since = $4 AND id < $5))")
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tickets WHERE branch = $1 AND day = $6 AND status = 'waiting' AND service = $2 AND (queued_since < $3 OR (queued_since = $4 AND id < $5))")
             .bind(&t.branch)
             .bind(&t.service)
             .bind(t.queued_since)
             .bind(t.queued_since)
             .bind(&t.id)
+            .bind(&t.day)
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
@@ -553,10 +666,12 @@ impl Store {
         tickets(&rows)
     }
 
-    /// The most recently called tickets of `branch` (for boards).
-    pub async fn recent_calls(&self, branch: &str, limit: i64) -> Result<Vec<Ticket>> {
-        let rows = sqlx::query(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE branch = $1 AND called_at IS NOT NULL AND status IN ('called', 'serving') ORDER BY called_at DESC LIMIT $2"))
+    /// The most recently called tickets of `branch` on its local `day`
+    /// (for boards).
+    pub async fn recent_calls(&self, branch: &str, day: &str, limit: i64) -> Result<Vec<Ticket>> {
+        let rows = sqlx::query(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE branch = $1 AND day = $2 AND status IN ('called', 'serving') AND called_at IS NOT NULL ORDER BY called_at DESC LIMIT $3"))
             .bind(branch)
+            .bind(day)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -581,9 +696,9 @@ impl Store {
         Self::current_in(&self.pool, branch, desk).await
     }
 
-    /// The desk calls its next visitor by the queue rules; `None` if nobody
-    /// waits for what it serves. Refused while the desk still has one.
-    /// Calls the next visitor to `desk`. With a `key` (the desk's
+    /// Calls the next visitor of the branch's current day to `desk` by the
+    /// queue rules; `None` if nobody waits for what it serves. Refused
+    /// while the desk still has one. With a `key` (the desk's
     /// `Idempotency-Key`, namespaced by the caller) the call happens once:
     /// a repeat returns the ticket the first one called, marked replayed.
     pub async fn call_next(
@@ -593,8 +708,9 @@ impl Store {
         key: Option<&str>,
         now: Millis,
     ) -> Result<Option<(Ticket, bool)>> {
+        const REQUEST: &str = "call-next";
         let mut tx = self.begin(&b.id).await?;
-        if let Some(id) = Self::replayed(&mut tx, &b.id, key).await? {
+        if let Some(id) = Self::replayed(&mut tx, &b.id, key, REQUEST).await? {
             tx.rollback().await?;
             return Ok(self.ticket(&id).await?.map(|t| (t, true)));
         }
@@ -605,46 +721,21 @@ impl Store {
             )));
         }
         let rows = sqlx::query(&format!(
-            "SELECT {TICKET_COLUMNS} FROM tickets WHERE branch = $1 AND status = 'waiting'"
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE branch = $1 AND day = $2 AND status = 'waiting'"
         ))
         .bind(&b.id)
+        .bind(day_of(b.tz, now))
         .fetch_all(&mut *tx)
         .await?;
         let waiting = tickets(&rows)?;
-        let rules: Vec<Waiting> = waiting
-            .iter()
-            .map(|t| Waiting {
-                id: t.id.clone(),
-                service: t.service.clone(),
-                queued_since: t.queued_since,
-                boost: t
-                    .priority_group
-                    .as_deref()
-                    .and_then(|g| b.priority_group(g))
-                    .map_or(0, |g| g.boost.as_millis() as i64),
-                booking_slot: t.booking_slot,
-                assigned_desk: t.assigned_desk.clone(),
-            })
-            .collect();
-        let targets = |s: &str| {
-            b.service(s).map_or(
-                Targets {
-                    target_wait: 600_000,
-                    max_wait: 1_800_000,
-                },
-                |s| Targets {
-                    target_wait: s.target_wait.as_millis() as i64,
-                    max_wait: s.max_wait.as_millis() as i64,
-                },
-            )
-        };
-        let window = b.booking_window.as_millis() as i64;
-        let Some(pick) = queue::pick_next(&desk.id, &desk.services, &rules, targets, window, now)
+        let queue: Vec<Waiting> = waiting.iter().map(|t| self::waiting(b, t)).collect();
+        let targets = |s: &str| targets(b, s);
+        let Some(pick) = queue::pick_next(&desk.id, &desk.services, &queue, targets, rules(b), now)
         else {
             tx.rollback().await?;
             return Ok(None);
         };
-        let escalated = i64::from(now - pick.queued_since > targets(&pick.service).max_wait);
+        let escalated = i64::from(queue::escalated(pick, targets(&pick.service), now));
         sqlx::query("UPDATE tickets SET status = 'called', desk = $1, called_at = $2, escalated = $3 WHERE id = $4 AND status = 'waiting'")
             .bind(&desk.id)
             .bind(now)
@@ -652,7 +743,8 @@ impl Store {
             .bind(&pick.id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO desks (branch, desk, open, changed_at) VALUES ($1, $2, 1, $3) ON CONFLICT (branch, desk) DO UPDATE SET open = 1")
+        // Calling opens the desk (since now, if it was closed).
+        sqlx::query("INSERT INTO desks (branch, desk, open, changed_at) VALUES ($1, $2, 1, $3) ON CONFLICT (branch, desk) DO UPDATE SET open = 1, changed_at = CASE WHEN desks.open = 1 THEN desks.changed_at ELSE excluded.changed_at END")
             .bind(&b.id)
             .bind(&desk.id)
             .bind(now)
@@ -662,7 +754,7 @@ impl Store {
             .into_iter()
             .find(|t| t.id == pick.id)
             .expect("picked from these");
-        Self::remember(&mut tx, &b.id, key, &called.id, now).await?;
+        Self::remember(&mut tx, &b.id, key, REQUEST, &called.id, now).await?;
         tx.commit().await?;
         called.status = "called".into();
         called.desk = Some(desk.id.clone());
@@ -681,7 +773,7 @@ impl Store {
         now: Millis,
     ) -> Result<(Ticket, bool)> {
         let mut tx = self.begin(&b.id).await?;
-        if let Some(id) = Self::replayed(&mut tx, &b.id, key).await? {
+        if let Some(id) = Self::replayed(&mut tx, &b.id, key, action.as_str()).await? {
             tx.rollback().await?;
             let t = self.ticket(&id).await?;
             return t.map(|t| (t, true)).ok_or(StoreError::NotFound(id));
@@ -727,46 +819,107 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        Self::remember(&mut tx, &b.id, key, &cur.id, now).await?;
+        Self::remember(&mut tx, &b.id, key, action.as_str(), &cur.id, now).await?;
         tx.commit().await?;
         let t = self.ticket(&cur.id).await?;
         t.map(|t| (t, false)).ok_or(StoreError::NotFound(cur.id))
     }
 
     /// Sends the desk's current ticket back to the queue of another
-    /// service, or to another desk, keeping its waiting time.
-    pub async fn transfer(&self, b: &Branch, desk: &str, to: &TransferTo) -> Result<Ticket> {
+    /// service, or to another (open) desk, keeping its waiting time; once
+    /// per `key` like [`Store::call_next`] (true: a replay).
+    pub async fn transfer(
+        &self,
+        b: &Branch,
+        desk: &str,
+        to: &TransferTo,
+        key: Option<&str>,
+        now: Millis,
+    ) -> Result<(Ticket, bool)> {
+        let request = to.fingerprint();
         let mut tx = self.begin(&b.id).await?;
+        if let Some(id) = Self::replayed(&mut tx, &b.id, key, &request).await? {
+            tx.rollback().await?;
+            let t = self.ticket(&id).await?;
+            return t.map(|t| (t, true)).ok_or(StoreError::NotFound(id));
+        }
         let cur = Self::current_in(&mut *tx, &b.id, desk)
             .await?
             .ok_or_else(|| {
                 StoreError::Conflict(format!("desk {desk} has no ticket to transfer"))
             })?;
-        let (service, assigned) = match to {
-            TransferTo::Service(s) => (s.clone(), None),
-            TransferTo::Desk(d) => (cur.service.clone(), Some(d.clone())),
+        let (service, assigned, at) = match to {
+            TransferTo::Service(s) => (s.clone(), None, None),
+            TransferTo::Desk(d) => {
+                // A ticket sent to a closed desk would wait for nobody.
+                if !Self::desk_open_in(&mut tx, &b.id, d).await? {
+                    return Err(StoreError::Conflict(format!(
+                        "desk {d} is closed: transfer to an open desk or to a service"
+                    )));
+                }
+                (cur.service.clone(), Some(d.clone()), Some(now))
+            }
         };
-        sqlx::query("UPDATE tickets SET status = 'waiting', service = $1, assigned_desk = $2, desk = NULL, called_at = NULL, started_at = NULL WHERE id = $3")
+        sqlx::query("UPDATE tickets SET status = 'waiting', service = $1, assigned_desk = $2, transferred_at = $3, desk = NULL, called_at = NULL, started_at = NULL WHERE id = $4")
             .bind(&service)
             .bind(assigned)
+            .bind(at)
             .bind(&cur.id)
             .execute(&mut *tx)
             .await?;
+        Self::remember(&mut tx, &b.id, key, &request, &cur.id, now).await?;
         tx.commit().await?;
-        self.ticket(&cur.id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(cur.id))
+        let t = self.ticket(&cur.id).await?;
+        t.map(|t| (t, false)).ok_or(StoreError::NotFound(cur.id))
     }
 
-    /// Opens or closes a desk (open desks count in the wait estimates).
+    async fn desk_open_in(tx: &mut sqlx::AnyConnection, branch: &str, desk: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT open FROM desks WHERE branch = $1 AND desk = $2")
+            .bind(branch)
+            .bind(desk)
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64, _>("open")? == 1,
+            None => false,
+        })
+    }
+
+    /// Sends the tickets waiting for `desk` (transferred to it) back to
+    /// their services' queues, keeping their waiting time.
+    async fn release_transfers(
+        tx: &mut sqlx::AnyConnection,
+        branch: &str,
+        desk: &str,
+    ) -> Result<u64> {
+        Ok(sqlx::query("UPDATE tickets SET assigned_desk = NULL, transferred_at = NULL WHERE branch = $1 AND assigned_desk = $2 AND status = 'waiting'")
+            .bind(branch)
+            .bind(desk)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+    }
+
+    /// Opens or closes a desk (open desks count in the wait estimates);
+    /// closing it sends the tickets transferred to it back to their queues.
+    /// Once per `key` (true: a replay, nothing changed).
     pub async fn set_desk_open(
         &self,
         b: &Branch,
         desk: &str,
         open: bool,
+        key: Option<&str>,
         now: Millis,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let request = if open { "open" } else { "close" };
         let mut tx = self.begin(&b.id).await?;
+        if Self::replayed(&mut tx, &b.id, key, request)
+            .await?
+            .is_some()
+        {
+            tx.rollback().await?;
+            return Ok(true);
+        }
         sqlx::query("INSERT INTO desks (branch, desk, open, changed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (branch, desk) DO UPDATE SET open = excluded.open, changed_at = excluded.changed_at")
             .bind(&b.id)
             .bind(desk)
@@ -774,8 +927,12 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        if !open {
+            Self::release_transfers(&mut tx, &b.id, desk).await?;
+        }
+        Self::remember(&mut tx, &b.id, key, request, "", now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(false)
     }
 
     pub async fn open_desks(&self, branch: &str) -> Result<Vec<String>> {
