@@ -58,10 +58,14 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-// Shows `nodes` (missing ones, such as a message that does not apply,
-// are left out rather than written as "null").
+// Puts `nodes` into `parent` (missing ones, such as a message that does
+// not apply, are left out rather than written as "null").
+function fill(parent, ...nodes) {
+  parent.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
+}
+
 function show(...nodes) {
-  $app.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
+  fill($app, ...nodes);
 }
 
 function minutes(s) {
@@ -191,7 +195,7 @@ function board() {
   es.addEventListener("board", (ev) => {
     const b = JSON.parse(ev.data);
     title.textContent = b.name + " — " + T.board;
-    calls.replaceChildren(...b.calls.map((c, i) =>
+    fill(calls, b.calls.map((c, i) =>
       el("li", { class: i === 0 ? "newest" : "", "data-display": c.display },
         el("span", { class: "number" }, c.display), el("span", { class: "arrow" }, "→"),
         el("span", { class: "desk" }, T.desk + " " + text(c.desk)))));
@@ -267,7 +271,7 @@ async function desk() {
   function render(d) {
     openBtn.textContent = d.open ? T.close : T.open;
     openBtn.onclick = act(d.open ? "close" : "open");
-    current.replaceChildren(el("h2", {}, T.current),
+    fill(current, el("h2", {}, T.current),
       d.current ? el("p", { class: "number" }, d.current.display + " · " + text(T.status[d.current.status] || d.current.status)) : el("p", {}, "—"));
     queues.textContent = d.queues.map((q) => q.service + ": " + q.waiting + " " + T.waiting).join(" · ");
     if (!select.options.length) {
@@ -313,8 +317,8 @@ function track() {
   const es = new EventSource("/api/v1/tickets/" + item + "/events");
   es.addEventListener("ticket", (ev) => {
     const t = JSON.parse(ev.data);
-    if (t.error) return box.replaceChildren(el("p", { class: "error" }, t.message));
-    box.replaceChildren(el("p", {}, T.your), el("p", { class: "number" }, t.display), el("p", {}, t.service_name[LANG]),
+    if (t.error) return fill(box, el("p", { class: "error" }, t.message));
+    fill(box, el("p", {}, T.your), el("p", { class: "number" }, t.display), el("p", {}, t.service_name[LANG]),
       el("p", { class: "status", id: "track-status" }, text(T.status[t.status] || t.status)),
       t.status === "waiting" ? el("p", { class: "wait" }, T.ahead + ": " + t.position + " · " + T.wait + ": " + waitText(t.estimated_wait_seconds)) : null,
       t.status === "called" ? el("p", { class: "called" }, T.calledTo + " " + text(t.desk)) : null);

@@ -308,6 +308,85 @@ async fn a_desk_press_repeated_with_its_key_acts_once() {
     assert!(calls.ends_with(" 2"), "two calls, not four: {calls}");
 }
 
+/// Transfer, open and close with a key act once too: the gateway replays
+/// them on the twin after a failover, and a replay answers as the first
+/// did (no 409 for a transfer that worked). The same key with another
+/// body is refused.
+#[tokio::test]
+async fn transfer_open_and_close_replayed_with_their_key_act_once() {
+    let dir = TempDir::new("tk-desk-replay");
+    let t = Ticketing::start(&dir, "a", None);
+    let c = reqwest::Client::new();
+    let press = |desk: &'static str,
+                 action: &'static str,
+                 key: &'static str,
+                 body: Option<&'static str>| {
+        let c = c.clone();
+        let url = t.url(&format!("{B}/desks/{desk}/{action}"));
+        async move {
+            let mut r = c
+                .post(&url)
+                .bearer_auth(DESK)
+                .header("idempotency-key", key);
+            if let Some(b) = body {
+                r = r.header("content-type", "application/json").body(b);
+            }
+            let resp = r.send().await.unwrap();
+            let replayed = resp.headers().get("idempotent-replayed").is_some();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap(), replayed)
+        }
+    };
+    let (s, opened, replayed) = press("2", "open", "open-2", None).await;
+    assert_eq!(
+        (s, &opened["open"], replayed),
+        (200, &Value::Bool(true), false),
+        "{opened}"
+    );
+    let (s, again, replayed) = press("2", "open", "open-2", None).await;
+    assert_eq!((s, again, replayed), (200, opened, true));
+    kiosk(&c, &t, "tr-1", r#"{"service":"A"}"#).await;
+    press("1", "call-next", "call-1", None).await;
+    let to_desk_2 = Some(r#"{"desk":"2"}"#);
+    let (s, moved, replayed) = press("1", "transfer", "tr-press", to_desk_2).await;
+    assert_eq!(
+        (s, moved["status"].as_str(), replayed),
+        (200, Some("waiting"), false),
+        "{moved}"
+    );
+    // Without the key this would be 409: desk 1 has no ticket any more.
+    let (s, again, replayed) = press("1", "transfer", "tr-press", to_desk_2).await;
+    assert_eq!(
+        (s, &again["id"], &again["status"], replayed),
+        (200, &moved["id"], &moved["status"], true),
+        "{again}"
+    );
+    // The same key for another request: 422, nothing done.
+    let (s, v, _) = press("1", "transfer", "tr-press", Some(r#"{"service":"B"}"#)).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{v}"
+    );
+    let (s, v, _) = press("2", "close", "open-2", None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{v}"
+    );
+    // Closing desk 2 sends the transferred ticket back to A's queue.
+    let (s, closed, replayed) = press("2", "close", "close-2", None).await;
+    assert_eq!(
+        (s, &closed["open"], replayed),
+        (200, &Value::Bool(false), false),
+        "{closed}"
+    );
+    let (s, again, replayed) = press("2", "close", "close-2", None).await;
+    assert_eq!((s, again, replayed), (200, closed, true));
+    let (s, v) = desk(&c, &t, "1", "call-next", None).await;
+    assert_eq!((s, &v["called"]["id"]), (200, &moved["id"]), "{v}");
+}
+
 fn chrono_now_rfc3339() -> String {
     let now = std::time::SystemTime::now();
     humantime::format_rfc3339_seconds(now).to_string()

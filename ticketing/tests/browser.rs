@@ -98,3 +98,137 @@ async fn a_kiosk_touch_issues_a_ticket_and_the_board_shows_its_call_within_a_sec
         shot.parent().unwrap().display()
     );
 }
+
+/// Every page in Polish and in English, as a person sees it: no text on
+/// the screen reads `null`, `undefined` or `NaN`, and while no desk is
+/// open the kiosk promises no minutes (it says that no desk is open);
+/// once a desk opens it does give minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_page_shows_null_undefined_or_nan_and_no_minutes_without_a_desk() {
+    let dir = TempDir::new("tk-browser-pages");
+    let t = Ticketing::start(&dir, "a", None);
+    let c = reqwest::Client::new();
+    // A queue of 6 for A, one ticket to follow, one visitor at desk 2.
+    let mut ticket = Value::Null;
+    for i in 0..6 {
+        let (s, v) = call(
+            &c,
+            "POST",
+            &t.url("/api/v1/branches/centrum/tickets"),
+            Some(KIOSK),
+            Some(&format!("pages-{i}")),
+            Some(r#"{"service":"A"}"#),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        ticket = v;
+    }
+    let browser = Browser::start(&dir).await;
+    // Everything the page shows as text, once `ready` (a CSS selector) is on it.
+    let visible_text = |url: String, ready: &'static str| {
+        let browser = &browser;
+        async move {
+            browser.go(&url).await;
+            let start = Instant::now();
+            loop {
+                let found = browser
+                    .eval(&format!(
+                        "return !!document.querySelector({ready:?}) && !document.querySelector('.loading');"
+                    ))
+                    .await;
+                if found == Value::Bool(true) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "{url}: {ready} never shown"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Live pages fill in after their first event.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let text = browser
+                .eval(
+                    "const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); \
+                     const out = []; while (w.nextNode()) out.push(w.currentNode.textContent); \
+                     for (const e of document.querySelectorAll('[placeholder],[alt],[title],[value]')) \
+                       for (const a of ['placeholder', 'alt', 'title', 'value']) if (e.getAttribute(a)) out.push(e.getAttribute(a)); \
+                     return out.join('\\n');",
+                )
+                .await;
+            text.as_str().unwrap_or_default().to_string()
+        }
+    };
+    let id = ticket["id"].as_str().unwrap();
+    let bad = regex_words(&["null", "undefined", "NaN"]);
+    for lang in ["pl", "en"] {
+        let q = format!("?lang={lang}");
+        let pages = [
+            (
+                format!("/kiosk/centrum{q}#token={KIOSK}"),
+                "button[data-service='A']",
+            ),
+            (format!("/board/centrum{q}"), "#calls"),
+            (format!("/desk/centrum/2{q}#token={DESK}"), "#queues"),
+            (format!("/t/{id}{q}"), "#track-status"),
+            (
+                format!("/stats/centrum{q}#token={MANAGER}"),
+                "#stats-services",
+            ),
+        ];
+        for (path, ready) in pages {
+            let text = visible_text(t.url(&path), ready).await;
+            assert!(text.trim().len() > 10, "{path} shows nothing: {text:?}");
+            for line in text.lines() {
+                assert!(!bad(line), "{path} shows {line:?}");
+            }
+            if path.starts_with("/kiosk") {
+                let a = browser
+                    .eval("return document.querySelector(\"button[data-service='A'] .meta\").textContent;")
+                    .await;
+                let a = a.as_str().unwrap();
+                let no_desk = if lang == "pl" {
+                    "Żadne stanowisko"
+                } else {
+                    "No desk"
+                };
+                assert!(
+                    a.contains(no_desk) && !a.contains("min"),
+                    "{path}: A says {a:?}"
+                );
+            }
+        }
+    }
+    // Desk 1 (A first) opens: the kiosk now gives minutes for A's queue of 6.
+    let (s, _) = call(
+        &c,
+        "POST",
+        &t.url("/api/v1/branches/centrum/desks/1/open"),
+        Some(DESK),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    visible_text(
+        t.url(&format!("/kiosk/centrum?lang=en#token={KIOSK}")),
+        "button[data-service='A']",
+    )
+    .await;
+    let a = browser
+        .eval("return document.querySelector(\"button[data-service='A'] .meta\").textContent;")
+        .await;
+    let a = a.as_str().unwrap();
+    assert!(
+        a.starts_with("6 waiting · ~") && a.ends_with(" min"),
+        "A says {a:?}"
+    );
+}
+
+/// Whether `line` holds one of `words` as a word of its own.
+fn regex_words(words: &'static [&'static str]) -> impl Fn(&str) -> bool {
+    move |line: &str| {
+        line.split(|c: char| !c.is_alphanumeric())
+            .any(|w| words.contains(&w))
+    }
+}
