@@ -62,3 +62,56 @@ ensure_cargo_deny() {
     cargo install --locked cargo-deny
   fi
 }
+
+# A PostgreSQL server for the tests. TWINPORT_POSTGRES, if set, names one;
+# else the machine's at 127.0.0.1:5432 (trust auth, database test) if it
+# answers; else a private cluster of our own from Debian's packages
+# (installed if missing) on a free loopback port under target/pg, stopped
+# when the calling script exits (TWINPORT_PRIVATE_POSTGRES=1: that one even
+# where the machine has a server). Exports TWINPORT_POSTGRES either way: the
+# tests that need PostgreSQL fail without one (never skip silently).
+ensure_postgres() {
+  if [ -n "${TWINPORT_POSTGRES:-}" ]; then
+    echo "==> PostgreSQL: $TWINPORT_POSTGRES (TWINPORT_POSTGRES)"
+    return 0
+  fi
+  if [ "${TWINPORT_PRIVATE_POSTGRES:-}" != 1 ] && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    export TWINPORT_POSTGRES=postgres://postgres@127.0.0.1:5432/test
+    echo "==> PostgreSQL: the machine's at 127.0.0.1:5432"
+    return 0
+  fi
+  echo "==> PostgreSQL: starting a private server (Debian's packages; none at 127.0.0.1:5432, or TWINPORT_PRIVATE_POSTGRES=1)"
+  if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q postgresql
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  local data="$PWD/target/pg/data"
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  rm -rf "$data"
+  mkdir -p "$data"
+  # initdb refuses root: the cluster belongs to the postgres user then.
+  local as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres:postgres "$PWD/target/pg"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bin/initdb" -A trust -U postgres -D "$data" >/dev/null
+  "${as[@]}" "$bin/pg_ctl" -D "$data" -w -t 60 -l "$data/server.log" \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $data -c fsync=off -c max_connections=300" start >/dev/null
+  TWINPORT_PG_STOP=("${as[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop)
+  trap 'stop_postgres' EXIT
+  "${as[@]}" "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE test" >/dev/null
+  export TWINPORT_POSTGRES="postgres://postgres@127.0.0.1:$port/test"
+  echo "==> PostgreSQL: private server at 127.0.0.1:$port ($data)"
+}
+
+stop_postgres() {
+  if [ -n "${TWINPORT_PG_STOP:-}" ]; then
+    "${TWINPORT_PG_STOP[@]}" >/dev/null 2>&1 || true
+  fi
+}
