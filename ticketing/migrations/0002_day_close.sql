@@ -4,8 +4,10 @@
 -- what they asked for. Portable SQL (SQLite and PostgreSQL).
 
 -- Every queue query (call next, waiting counts, position, oldest waiting,
--- board calls) reads one branch's day by status: history does not count.
-CREATE INDEX tickets_queue ON tickets (branch, day, status, service);
+-- board calls, a desk's current ticket) reads one branch's tickets by
+-- status first: once days are closed, only today's are waiting, called or
+-- being served, so history (all finished) does not count.
+CREATE INDEX tickets_queue ON tickets (branch, status, day, service);
 DROP INDEX IF EXISTS tickets_waiting;
 
 -- When a ticket was transferred to assigned_desk (NULL: not transferred

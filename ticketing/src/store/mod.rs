@@ -21,7 +21,7 @@
 //! day close once older than the retention.
 //!
 //! Every queue query is restricted to the branch's current local day
-//! (index `tickets_queue` on branch, day, status, service), and the day
+//! (index `tickets_queue` on branch, status, day, service), and the day
 //! close ([`day`]) ends every day that is over.
 
 pub mod day;
