@@ -91,7 +91,8 @@ pub fn audit(stored: &[Stored], acks: &[Ack]) -> Audit {
     }
 }
 
-/// Reads every ticket of `branch` with the key it was issued under.
+/// Reads every ticket of `branch` with the key it was issued under (the
+/// kiosk's own key: the store keeps it as `kiosk:{key}`).
 pub async fn read(database: &str, branch: &str) -> anyhow::Result<Vec<Stored>> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::any::AnyPoolOptions::new()
@@ -101,7 +102,7 @@ pub async fn read(database: &str, branch: &str) -> anyhow::Result<Vec<Stored>> {
     let rows = sqlx::query(
         "SELECT t.id, t.display, t.day, i.key FROM tickets t \
          LEFT JOIN idempotency i ON i.branch = t.branch AND i.ticket_id = t.id \
-         AND i.key NOT LIKE 'desk:%' WHERE t.branch = $1",
+         AND i.key LIKE 'kiosk:%' WHERE t.branch = $1",
     )
     .bind(branch)
     .fetch_all(&pool)
@@ -113,7 +114,9 @@ pub async fn read(database: &str, branch: &str) -> anyhow::Result<Vec<Stored>> {
                 id: r.try_get("id")?,
                 display: r.try_get("display")?,
                 day: r.try_get("day")?,
-                key: r.try_get("key")?,
+                key: r
+                    .try_get::<Option<String>, _>("key")?
+                    .map(|k| k.strip_prefix("kiosk:").unwrap_or(&k).to_string()),
             })
         })
         .collect()

@@ -695,7 +695,10 @@ mod tests {
         let source = include_str!("api.rs");
         let public = source.split("pub fn router(").nth(1).unwrap();
         let public = &public[..public.find("\n}\n").unwrap()];
-        assert!(!paths.contains_key("/metrics"), "/metrics is not on the API's listener");
+        assert!(
+            !paths.contains_key("/metrics"),
+            "/metrics is not on the API's listener"
+        );
         let routes: Vec<&str> = public
             .split(".route(")
             .skip(1)
