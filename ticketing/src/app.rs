@@ -170,8 +170,17 @@ impl App {
         // Debug output leaves token contents out (Tokens redacts them).
         let settings = |c: &Config| {
             format!(
-                "{} {} {} {} {} {:?}",
-                c.node, c.listen, c.database, c.max_connections, c.public_url, c.branches
+                "{} {} {:?} {} {} {} {:?} {:?} {} {:?}",
+                c.node,
+                c.listen,
+                c.metrics_listen,
+                c.database,
+                c.max_connections,
+                c.public_url,
+                c.idempotency_retention,
+                c.trusted_proxies,
+                c.kiosk_rate_limit,
+                c.branches
             )
         };
         let other_changes = settings(&new) != settings(&self.config);
@@ -460,7 +469,7 @@ impl App {
                     desks_closed = c.desks_closed, keys_purged = c.keys_purged,
                     "closed the branch day"
                 );
-                self.metrics.days_closed.with_label_values(&[&b.id]).inc();
+                self.metrics.day_closes.with_label_values(&[&b.id]).inc();
                 self.metrics
                     .not_served
                     .with_label_values(&[&b.id])

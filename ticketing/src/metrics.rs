@@ -13,7 +13,7 @@ pub struct Metrics {
     pub desks_open: IntGaugeVec,
     pub wait_target: IntGaugeVec,
     pub longest_wait: IntGaugeVec,
-    pub days_closed: IntCounterVec,
+    pub day_closes: IntCounterVec,
     pub not_served: IntCounterVec,
 }
 
@@ -99,11 +99,11 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
-            days_closed: reg(
+            day_closes: reg(
                 r,
                 IntCounterVec::new(
                     Opts::new(
-                        "days_closed_total",
+                        "day_closes_total",
                         "Branch days this instance closed (the twin that gets there first closes it)",
                     ),
                     &["branch"],
@@ -143,7 +143,7 @@ impl Metrics {
             self.calls.with_label_values(&[&b.id, &d.id]);
         }
         self.desks_open.with_label_values(&[&b.id]);
-        self.days_closed.with_label_values(&[&b.id]);
+        self.day_closes.with_label_values(&[&b.id]);
         self.not_served.with_label_values(&[&b.id]);
     }
 
