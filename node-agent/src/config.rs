@@ -255,13 +255,6 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
 
 const MS: Duration = Duration::from_millis(1);
 
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 32
-        && n.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 fn url(e: &mut Errors, field: &str, v: &str) -> Option<reqwest::Url> {
     match reqwest::Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
@@ -281,12 +274,7 @@ fn argv(e: &mut Errors, field: &str, v: &[String]) {
 impl AgentConfig {
     pub fn from_file(f: file::FileConfig, base: &Path) -> Result<Self, Vec<FieldError>> {
         let mut e = Errors::default();
-        if !valid_name(&f.node) {
-            e.push(
-                "node",
-                format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", f.node),
-            );
-        }
+        e.name("node", &f.node);
         let listen = e.addr("listen", &f.listen);
         let control_listen = e.addr(
             "control.listen",
@@ -408,12 +396,7 @@ impl AgentConfig {
         let mut probes = Vec::new();
         for (i, p) in f.probes.iter().enumerate() {
             let at = |k: &str| format!("probes[{i}].{k}");
-            if !valid_name(&p.name) {
-                e.push(
-                    at("name"),
-                    format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", p.name),
-                );
-            } else if f.probes[..i].iter().any(|q| q.name == p.name) {
+            if e.name(&at("name"), &p.name) && f.probes[..i].iter().any(|q| q.name == p.name) {
                 e.push(
                     at("name"),
                     format!("`{}` is used by an earlier probe", p.name),

@@ -131,6 +131,16 @@ pub fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// Whether `n` is a name of a node, probe, branch or group: 1-32
+/// characters of a-z, 0-9, `-` and `_` (safe in metrics labels, URLs and
+/// file names alike).
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 /// Collects every error of one file instead of stopping at the first.
 #[derive(Debug, Default)]
 pub struct Errors(pub Vec<FieldError>);
@@ -146,6 +156,19 @@ impl Errors {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Checks `value` with [`valid_name`]; false (and the error said) if
+    /// it is not one.
+    pub fn name(&mut self, field: &str, value: &str) -> bool {
+        let ok = valid_name(value);
+        if !ok {
+            self.push(
+                field,
+                format!("`{value}` must be 1-32 characters of a-z, 0-9, - or _"),
+            );
+        }
+        ok
     }
 
     /// `Ok(value)` when nothing was pushed, else every error.

@@ -205,24 +205,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     opsconfig::parse(path, text, Config::from_file)
 }
 
-fn valid_id(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 32
-        && n.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 const MIN: Duration = Duration::from_secs(60);
 
 impl Config {
     pub fn from_file(f: file::FileConfig, base: &Path) -> Result<Config, Vec<FieldError>> {
         let mut e = Errors::default();
-        if !valid_id(&f.node) {
-            e.push(
-                "node",
-                format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", f.node),
-            );
-        }
+        e.name("node", &f.node);
         let listen = e.addr("listen", &f.listen);
         let metrics_listen = f
             .metrics_listen
@@ -274,12 +262,7 @@ impl Config {
         let mut branches = BTreeMap::new();
         for (i, b) in f.branches.iter().enumerate() {
             let at = |k: &str| format!("branches[{i}].{k}");
-            if !valid_id(&b.id) {
-                e.push(
-                    at("id"),
-                    format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", b.id),
-                );
-            } else if branches.contains_key(&b.id) {
+            if e.name(&at("id"), &b.id) && branches.contains_key(&b.id) {
                 e.push(at("id"), format!("`{}` is used by an earlier branch", b.id));
             }
             let tz_name = b.time_zone.as_deref().unwrap_or("Europe/Warsaw");
@@ -418,7 +401,7 @@ impl Config {
             }
             let mut groups: Vec<PriorityGroup> = Vec::new();
             for (j, g) in b.priority_groups.iter().enumerate() {
-                if !valid_id(&g.id) || groups.iter().any(|x| x.id == g.id) {
+                if !opsconfig::valid_name(&g.id) || groups.iter().any(|x| x.id == g.id) {
                     e.push(
                         format!("branches[{i}].priority_groups[{j}].id"),
                         format!("`{}` must be a unique id of a-z, 0-9, - or _", g.id),

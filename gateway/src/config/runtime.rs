@@ -324,13 +324,6 @@ fn target(e: &mut Errors, field: &str, value: &str) -> Option<Target> {
     t
 }
 
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 32
-        && n.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 impl GatewayConfig {
     /// Checks every field of `f` and builds the runtime configuration, or
     /// returns every problem found. `base` is the directory relative paths
@@ -438,12 +431,7 @@ impl GatewayConfig {
         let mut nodes = Vec::new();
         for (i, n) in f.nodes.iter().enumerate() {
             let at = |k: &str| format!("nodes[{i}].{k}");
-            if !valid_name(&n.name) {
-                e.push(
-                    at("name"),
-                    format!("`{}` must be 1-32 characters of a-z, 0-9, - or _", n.name),
-                );
-            }
+            e.name(&at("name"), &n.name);
             let address = target(&mut e, &at("address"), &n.address);
             let agent = match &n.agent {
                 Some(a) => target(&mut e, &at("agent"), a),
