@@ -15,15 +15,7 @@ use ipnet::IpNet;
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
 use std::time::Duration;
-
-fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
-    // An IPv4 peer may arrive as an IPv4-mapped IPv6 address.
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    proxies.iter().any(|n| n.contains(&ip))
-}
+use twinport_ops::net::trusted;
 
 /// Every `X-Forwarded-For` line of `req`, joined (a list may span lines).
 fn forwarded_for(req: &RequestHeader) -> String {

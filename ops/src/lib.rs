@@ -9,6 +9,7 @@
 //! - [`audit`]: the append-only JSON-lines audit log of control calls;
 //! - [`http`]: JSON errors and the token-and-audit guard of control APIs;
 //! - [`metrics`]: Prometheus registries named `twinport_<subsystem>_*`;
+//! - [`net`]: whether a peer is a trusted proxy (IPv4-mapped addresses too);
 //! - [`cli`]: config loading with `--check` and exit code 64, the stop signals;
 //! - [`systemd`]: readiness, reload and stop notifications and the watchdog;
 //! - [`timestamp`]: the one time format of logs, status and audit.
@@ -21,6 +22,7 @@ pub mod http;
 pub mod locate;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod systemd;
 pub mod token;
 

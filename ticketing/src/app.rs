@@ -133,11 +133,7 @@ impl App {
     /// The kiosk's address: the peer, or the `X-Real-IP` a trusted proxy
     /// (the gateway) set.
     pub fn client(&self, peer: std::net::IpAddr, real_ip: Option<&str>) -> std::net::IpAddr {
-        let trusted = self
-            .config
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&peer));
+        let trusted = twinport_ops::net::trusted(peer, &self.config.trusted_proxies);
         match real_ip.and_then(|v| v.trim().parse().ok()) {
             Some(ip) if trusted => ip,
             _ => peer,
