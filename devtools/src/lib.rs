@@ -52,12 +52,28 @@ pub fn check_config(binary: &str, config: &Path) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, and that this process
+/// has not been given before: two calls never return the same port (the
+/// kernel may hand a just-closed ephemeral port out again, and a config
+/// with two listeners on one port is refused).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port on loopback")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    // Listeners held until a new port turns up, so the kernel cannot
+    // offer the same one again in this loop.
+    let mut held = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port on loopback");
+        let port = l.local_addr().expect("a bound address").port();
+        if given.insert(port) {
+            return port;
+        }
+        held.push(l);
+        assert!(held.len() < 1000, "no new ephemeral port on loopback");
+    }
 }
 
 /// `127.0.0.1:{free port}`.
@@ -205,5 +221,17 @@ impl Drop for TempDir {
         if std::env::var_os("TWINPORT_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_port_never_gives_the_same_port_twice() {
+        let ports: Vec<u16> = (0..2000).map(|_| free_port()).collect();
+        let unique: std::collections::HashSet<&u16> = ports.iter().collect();
+        assert_eq!(unique.len(), ports.len());
     }
 }
