@@ -1,4 +1,4 @@
-//! The admin API (DESIGN.md): status, drain, undrain, maintenance,
+//! The admin API (docs/operator-contract.md): status, drain, undrain, maintenance,
 //! switchover and config reload, on its own listener.
 //!
 //! Every call needs `Authorization: Bearer <token>` (the token file named

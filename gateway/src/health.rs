@@ -1,7 +1,8 @@
 //! Active readiness checks: `GET /ready` on each node-agent.
 //!
-//! The protocol is DESIGN.md's: `200` with `state: ready` (and a weight in
-//! percent) makes the node eligible; `503` with `state: draining` keeps it
+//! The protocol is the operator contract's (`docs/operator-contract.md`):
+//! `200` with `state: ready` (and a weight in percent) makes the node
+//! eligible; `503` with `state: draining` keeps it
 //! alive but takes it out of rotation; any other answer, a timeout or a
 //! refused connection is a failed check. Each check uses a new connection,
 //! like HAProxy's, so a node whose process hangs while the kernel still
@@ -30,7 +31,7 @@ pub struct CheckOutcome {
     pub version: Option<String>,
 }
 
-/// The agent's answer body (DESIGN.md); every field optional so that a
+/// The agent's answer body (docs/operator-contract.md); every field optional so that a
 /// plain application health endpoint answering 200 also works.
 #[derive(Debug, Default, Deserialize)]
 struct Readiness {

@@ -1,4 +1,4 @@
-//! Prometheus metrics (names fixed by DESIGN.md) and their HTTP listener.
+//! Prometheus metrics (names fixed by docs/operator-contract.md) and their HTTP listener.
 //!
 //! Everything is registered in prometheus' default registry, the one
 //! pingora's own tooling reads. Per-request paths never look a label set

@@ -1,7 +1,7 @@
 //! The agent's two HTTP surfaces (axum):
 //!
 //! - the **readiness** listener, which the gateway polls: `GET /ready`
-//!   (DESIGN.md's protocol, answered from memory), `GET /live`,
+//!   (the protocol of docs/operator-contract.md, answered from memory), `GET /live`,
 //!   `GET /metrics`;
 //! - the **control** API, loopback by default, every call with the bearer
 //!   token and written to the audit log: `GET /v1/status`,

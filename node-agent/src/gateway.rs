@@ -1,5 +1,5 @@
 //! What the agent asks the gateway: is anything still sent to this node?
-//! One `GET /v1/status` on the gateway's admin API (DESIGN.md).
+//! One `GET /v1/status` on the gateway's admin API (docs/operator-contract.md).
 
 use crate::config::GatewayLink;
 use std::time::Duration;

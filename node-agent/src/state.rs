@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-/// What the node is doing, as `/ready` reports it (DESIGN.md).
+/// What the node is doing, as `/ready` reports it (docs/operator-contract.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// The app has not yet passed its probes since the agent started.
