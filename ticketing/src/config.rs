@@ -208,47 +208,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 const MIN: Duration = Duration::from_secs(60);
 
 impl Config {
+    /// Checks every field of `f` and builds the runtime configuration, or
+    /// returns every problem found; relative paths are taken from `base`.
     pub fn from_file(f: file::FileConfig, base: &Path) -> Result<Config, Vec<FieldError>> {
         let mut e = Errors::default();
         e.name("node", &f.node);
         let listen = e.addr("listen", &f.listen);
-        let metrics_listen = f
-            .metrics_listen
-            .as_deref()
-            .and_then(|a| e.addr("metrics_listen", a));
-        if metrics_listen.is_some() && metrics_listen == listen {
-            e.push(
-                "metrics_listen",
-                format!(
-                    "{} is already used by listen (the API, which the gateway exposes): give metrics their own port",
-                    f.listen
-                ),
-            );
-        }
+        let metrics_listen = metrics_listen(&mut e, &f, listen);
         let idempotency_retention = e.duration(
             "idempotency_retention",
             f.idempotency_retention,
             48 * 60 * MIN,
             60 * MIN,
         );
-        let database = if let Some(p) = f.database.strip_prefix("sqlite://") {
-            let (file, query) = p.split_once('?').unwrap_or((p, ""));
-            let abs = resolve(base, file);
-            let query = if query.is_empty() {
-                "mode=rwc".to_string()
-            } else {
-                query.to_string()
-            };
-            format!("sqlite://{}?{query}", abs.display())
-        } else if f.database.starts_with("postgres://") || f.database.starts_with("postgresql://") {
-            f.database.clone()
-        } else {
-            e.push(
-                "database",
-                "must be sqlite://FILE or postgres://USER@HOST:PORT/DB",
-            );
-            String::new()
-        };
+        let database = database(&mut e, &f.database, base);
         let max_connections = e.range_u32("max_connections", f.max_connections, 10, 1, 200);
         if !(f.public_url.starts_with("http://") || f.public_url.starts_with("https://")) {
             e.push(
@@ -261,176 +234,14 @@ impl Config {
         }
         let mut branches = BTreeMap::new();
         for (i, b) in f.branches.iter().enumerate() {
-            let at = |k: &str| format!("branches[{i}].{k}");
-            if e.name(&at("id"), &b.id) && branches.contains_key(&b.id) {
-                e.push(at("id"), format!("`{}` is used by an earlier branch", b.id));
-            }
-            let tz_name = b.time_zone.as_deref().unwrap_or("Europe/Warsaw");
-            let tz = match tz_name.parse::<chrono_tz::Tz>() {
-                Ok(tz) => tz,
-                Err(_) => {
-                    e.push(at("time_zone"), format!("`{tz_name}` is not a time zone of the tz database (for example Europe/Warsaw)"));
-                    chrono_tz::UTC
-                }
-            };
-            let hours = match &b.opening_hours {
-                None => Week::always(),
-                Some(map) => {
-                    let mut week = Week::default();
-                    for (k, v) in map {
-                        let field = at(&format!("opening_hours.{k}"));
-                        match WEEKDAYS.iter().position(|(d, _)| d == k) {
-                            None => e.push(field, "is not a weekday: use mon, tue, wed, thu, fri, sat or sun"),
-                            Some(d) if v == "closed" => week.0[d] = None,
-                            Some(d) => match Hours::parse(v) {
-                                Some(h) => week.0[d] = Some(h),
-                                None => e.push(field, format!("`{v}` is not HH:MM-HH:MM (opening before closing) or closed")),
-                            },
-                        }
-                    }
-                    week
-                }
-            };
-            let transfer_max_wait =
-                e.duration(&at("transfer_max_wait"), b.transfer_max_wait, 10 * MIN, MIN);
-            let token = |e: &mut Errors, k: &str, p: &str| {
-                twinport_ops::token::read_token(&resolve(base, p))
-                    .map_err(|why| e.push(at(&format!("tokens.{k}")), why))
-                    .unwrap_or_else(|_| Arc::from(&b""[..]))
-            };
-            let tokens = Tokens {
-                kiosk: token(&mut e, "kiosk", &b.tokens.kiosk),
-                desk: token(&mut e, "desk", &b.tokens.desk),
-                manager: token(&mut e, "manager", &b.tokens.manager),
-            };
-            let same = tokens.kiosk == tokens.desk
-                || tokens.kiosk == tokens.manager
-                || tokens.desk == tokens.manager;
-            if same && !e.0.iter().any(|x| x.field.starts_with(&at("tokens"))) {
+            let at = format!("branches[{i}]");
+            if e.name(&format!("{at}.id"), &b.id) && branches.contains_key(&b.id) {
                 e.push(
-                    at("tokens"),
-                    "kiosk, desk and manager need three different tokens",
+                    format!("{at}.id"),
+                    format!("`{}` is used by an earlier branch", b.id),
                 );
             }
-            if b.services.is_empty() {
-                e.push(at("services"), "at least one service is needed");
-            }
-            let mut services: Vec<Service> = Vec::new();
-            for (j, s) in b.services.iter().enumerate() {
-                let at = |k: &str| format!("branches[{i}].services[{j}].{k}");
-                let ok = (1..=2).contains(&s.prefix.len())
-                    && s.prefix.bytes().all(|c| c.is_ascii_uppercase());
-                if !ok {
-                    e.push(
-                        at("prefix"),
-                        format!(
-                            "`{}` must be one or two capital letters (A, B, ...)",
-                            s.prefix
-                        ),
-                    );
-                } else if services.iter().any(|x| x.prefix == s.prefix) {
-                    e.push(
-                        at("prefix"),
-                        format!("`{}` is used by an earlier service", s.prefix),
-                    );
-                }
-                let target_wait = e.duration(
-                    &at("target_wait"),
-                    s.target_wait,
-                    10 * MIN,
-                    Duration::from_secs(1),
-                );
-                let max_wait = e.duration(
-                    &at("max_wait"),
-                    s.max_wait,
-                    3 * target_wait,
-                    Duration::from_secs(1),
-                );
-                if max_wait < target_wait {
-                    e.push(at("max_wait"), "is shorter than target_wait");
-                }
-                let service_time = e.duration(
-                    &at("service_time"),
-                    s.service_time,
-                    5 * MIN,
-                    Duration::from_secs(1),
-                );
-                services.push(Service {
-                    prefix: s.prefix.clone(),
-                    name: Names {
-                        pl: s.name.pl.clone(),
-                        en: s.name.en.clone(),
-                    },
-                    target_wait,
-                    max_wait,
-                    service_time,
-                });
-            }
-            if b.desks.is_empty() {
-                e.push(at("desks"), "at least one desk is needed");
-            }
-            let mut desks: Vec<Desk> = Vec::new();
-            for (j, d) in b.desks.iter().enumerate() {
-                let at = |k: &str| format!("branches[{i}].desks[{j}].{k}");
-                if d.id.is_empty()
-                    || d.id.len() > 8
-                    || !d.id.bytes().all(|c| c.is_ascii_alphanumeric())
-                {
-                    e.push(
-                        at("id"),
-                        format!("`{}` must be 1-8 letters or digits", d.id),
-                    );
-                } else if desks.iter().any(|x| x.id == d.id) {
-                    e.push(at("id"), format!("`{}` is used by an earlier desk", d.id));
-                }
-                if d.services.is_empty() {
-                    e.push(at("services"), "a desk serves at least one service");
-                }
-                for (k, s) in d.services.iter().enumerate() {
-                    if !b.services.iter().any(|x| &x.prefix == s) {
-                        e.push(
-                            at(&format!("services[{k}]")),
-                            format!("`{s}` is not a service of this branch"),
-                        );
-                    }
-                }
-                desks.push(Desk {
-                    id: d.id.clone(),
-                    services: d.services.clone(),
-                });
-            }
-            let mut groups: Vec<PriorityGroup> = Vec::new();
-            for (j, g) in b.priority_groups.iter().enumerate() {
-                if !opsconfig::valid_name(&g.id) || groups.iter().any(|x| x.id == g.id) {
-                    e.push(
-                        format!("branches[{i}].priority_groups[{j}].id"),
-                        format!("`{}` must be a unique id of a-z, 0-9, - or _", g.id),
-                    );
-                }
-                groups.push(PriorityGroup {
-                    id: g.id.clone(),
-                    name: Names {
-                        pl: g.name.pl.clone(),
-                        en: g.name.en.clone(),
-                    },
-                    boost: g.boost,
-                });
-            }
-            branches.insert(
-                b.id.clone(),
-                Branch {
-                    id: b.id.clone(),
-                    name: b.name.clone(),
-                    tz,
-                    hours,
-                    booking_window: b.booking_window.unwrap_or(15 * MIN),
-                    transfer_max_wait,
-                    tokens,
-                    services,
-                    desks,
-                    priority_groups: groups,
-                },
-            );
+            branches.insert(b.id.clone(), branch(&mut e, &at, b, base));
         }
         let trusted_proxies = match &f.trusted_proxies {
             None => vec![
@@ -454,6 +265,252 @@ impl Config {
             public_url: f.public_url.trim_end_matches('/').to_string(),
             branches,
         })
+    }
+}
+
+/// `metrics_listen`: an address of its own, never the API's.
+fn metrics_listen(
+    e: &mut Errors,
+    f: &file::FileConfig,
+    listen: Option<SocketAddr>,
+) -> Option<SocketAddr> {
+    let addr = f
+        .metrics_listen
+        .as_deref()
+        .and_then(|a| e.addr("metrics_listen", a));
+    if addr.is_some() && addr == listen {
+        e.push(
+            "metrics_listen",
+            format!(
+                "{} is already used by listen (the API, which the gateway exposes): give metrics their own port",
+                f.listen
+            ),
+        );
+    }
+    addr
+}
+
+/// The database URL, a SQLite file made absolute (and created if missing).
+fn database(e: &mut Errors, url: &str, base: &Path) -> String {
+    if let Some(p) = url.strip_prefix("sqlite://") {
+        let (file, query) = p.split_once('?').unwrap_or((p, ""));
+        let abs = resolve(base, file);
+        let query = if query.is_empty() { "mode=rwc" } else { query };
+        format!("sqlite://{}?{query}", abs.display())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        url.to_string()
+    } else {
+        e.push(
+            "database",
+            "must be sqlite://FILE or postgres://USER@HOST:PORT/DB",
+        );
+        String::new()
+    }
+}
+
+/// One branch; `at` is its field path (`branches[0]`).
+fn branch(e: &mut Errors, at: &str, b: &file::Branch, base: &Path) -> Branch {
+    let tz_name = b.time_zone.as_deref().unwrap_or("Europe/Warsaw");
+    let tz = match tz_name.parse::<chrono_tz::Tz>() {
+        Ok(tz) => tz,
+        Err(_) => {
+            e.push(
+                format!("{at}.time_zone"),
+                format!(
+                    "`{tz_name}` is not a time zone of the tz database (for example Europe/Warsaw)"
+                ),
+            );
+            chrono_tz::UTC
+        }
+    };
+    let hours = opening_hours(e, at, b);
+    let transfer_max_wait = e.duration(
+        &format!("{at}.transfer_max_wait"),
+        b.transfer_max_wait,
+        10 * MIN,
+        MIN,
+    );
+    let tokens = tokens(e, at, &b.tokens, base);
+    if b.services.is_empty() {
+        e.push(format!("{at}.services"), "at least one service is needed");
+    }
+    let mut services: Vec<Service> = Vec::new();
+    for (j, s) in b.services.iter().enumerate() {
+        let s = service(e, &format!("{at}.services[{j}]"), s, &services);
+        services.push(s);
+    }
+    if b.desks.is_empty() {
+        e.push(format!("{at}.desks"), "at least one desk is needed");
+    }
+    let mut desks: Vec<Desk> = Vec::new();
+    for (j, d) in b.desks.iter().enumerate() {
+        let d = desk(e, &format!("{at}.desks[{j}]"), d, b, &desks);
+        desks.push(d);
+    }
+    let mut groups: Vec<PriorityGroup> = Vec::new();
+    for (j, g) in b.priority_groups.iter().enumerate() {
+        if !opsconfig::valid_name(&g.id) || groups.iter().any(|x| x.id == g.id) {
+            e.push(
+                format!("{at}.priority_groups[{j}].id"),
+                format!("`{}` must be a unique id of a-z, 0-9, - or _", g.id),
+            );
+        }
+        groups.push(PriorityGroup {
+            id: g.id.clone(),
+            name: names(&g.name),
+            boost: g.boost,
+        });
+    }
+    Branch {
+        id: b.id.clone(),
+        name: b.name.clone(),
+        tz,
+        hours,
+        booking_window: b.booking_window.unwrap_or(15 * MIN),
+        transfer_max_wait,
+        tokens,
+        services,
+        desks,
+        priority_groups: groups,
+    }
+}
+
+fn names(n: &file::Names) -> Names {
+    Names {
+        pl: n.pl.clone(),
+        en: n.en.clone(),
+    }
+}
+
+/// `opening_hours`: per weekday `HH:MM-HH:MM` or `closed`; absent: always open.
+fn opening_hours(e: &mut Errors, at: &str, b: &file::Branch) -> Week {
+    let Some(map) = &b.opening_hours else {
+        return Week::always();
+    };
+    let mut week = Week::default();
+    for (k, v) in map {
+        let field = format!("{at}.opening_hours.{k}");
+        match WEEKDAYS.iter().position(|(d, _)| d == k) {
+            None => e.push(
+                field,
+                "is not a weekday: use mon, tue, wed, thu, fri, sat or sun",
+            ),
+            Some(d) if v == "closed" => week.0[d] = None,
+            Some(d) => match Hours::parse(v) {
+                Some(h) => week.0[d] = Some(h),
+                None => e.push(
+                    field,
+                    format!("`{v}` is not HH:MM-HH:MM (opening before closing) or closed"),
+                ),
+            },
+        }
+    }
+    week
+}
+
+/// The branch's three token files, read; three different tokens.
+fn tokens(e: &mut Errors, at: &str, t: &file::Tokens, base: &Path) -> Tokens {
+    let mut read = |k: &str, p: &str| {
+        twinport_ops::token::read_token(&resolve(base, p))
+            .map_err(|why| e.push(format!("{at}.tokens.{k}"), why))
+            .unwrap_or_else(|_| Arc::from(&b""[..]))
+    };
+    let tokens = Tokens {
+        kiosk: read("kiosk", &t.kiosk),
+        desk: read("desk", &t.desk),
+        manager: read("manager", &t.manager),
+    };
+    let same = tokens.kiosk == tokens.desk
+        || tokens.kiosk == tokens.manager
+        || tokens.desk == tokens.manager;
+    let tokens_field = format!("{at}.tokens");
+    if same && !e.0.iter().any(|x| x.field.starts_with(&tokens_field)) {
+        e.push(
+            tokens_field,
+            "kiosk, desk and manager need three different tokens",
+        );
+    }
+    tokens
+}
+
+/// One service; `earlier` are the branch's services before it.
+fn service(e: &mut Errors, at: &str, s: &file::Service, earlier: &[Service]) -> Service {
+    let ok = (1..=2).contains(&s.prefix.len()) && s.prefix.bytes().all(|c| c.is_ascii_uppercase());
+    if !ok {
+        e.push(
+            format!("{at}.prefix"),
+            format!(
+                "`{}` must be one or two capital letters (A, B, ...)",
+                s.prefix
+            ),
+        );
+    } else if earlier.iter().any(|x| x.prefix == s.prefix) {
+        e.push(
+            format!("{at}.prefix"),
+            format!("`{}` is used by an earlier service", s.prefix),
+        );
+    }
+    let second = Duration::from_secs(1);
+    let target_wait = e.duration(
+        &format!("{at}.target_wait"),
+        s.target_wait,
+        10 * MIN,
+        second,
+    );
+    let max_wait = e.duration(
+        &format!("{at}.max_wait"),
+        s.max_wait,
+        3 * target_wait,
+        second,
+    );
+    if max_wait < target_wait {
+        e.push(format!("{at}.max_wait"), "is shorter than target_wait");
+    }
+    let service_time = e.duration(
+        &format!("{at}.service_time"),
+        s.service_time,
+        5 * MIN,
+        second,
+    );
+    Service {
+        prefix: s.prefix.clone(),
+        name: names(&s.name),
+        target_wait,
+        max_wait,
+        service_time,
+    }
+}
+
+/// One desk of branch `b`; `earlier` are the desks before it.
+fn desk(e: &mut Errors, at: &str, d: &file::Desk, b: &file::Branch, earlier: &[Desk]) -> Desk {
+    if d.id.is_empty() || d.id.len() > 8 || !d.id.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        e.push(
+            format!("{at}.id"),
+            format!("`{}` must be 1-8 letters or digits", d.id),
+        );
+    } else if earlier.iter().any(|x| x.id == d.id) {
+        e.push(
+            format!("{at}.id"),
+            format!("`{}` is used by an earlier desk", d.id),
+        );
+    }
+    if d.services.is_empty() {
+        e.push(
+            format!("{at}.services"),
+            "a desk serves at least one service",
+        );
+    }
+    for (k, s) in d.services.iter().enumerate() {
+        if !b.services.iter().any(|x| &x.prefix == s) {
+            e.push(
+                format!("{at}.services[{k}]"),
+                format!("`{s}` is not a service of this branch"),
+            );
+        }
+    }
+    Desk {
+        id: d.id.clone(),
+        services: d.services.clone(),
     }
 }
 
