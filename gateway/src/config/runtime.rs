@@ -312,6 +312,8 @@ pub mod defaults {
     pub const UPGRADE_SOCKET: &str = "/run/twinport/gateway-upgrade.sock";
 }
 
+const MS: Duration = Duration::from_millis(1);
+
 /// `value` as a node address: `ip:port` or `host:port`.
 fn target(e: &mut Errors, field: &str, value: &str) -> Option<Target> {
     let t = Target::parse(value);
@@ -330,183 +332,10 @@ impl GatewayConfig {
     /// are resolved against.
     pub fn from_file(f: FileConfig, base: &Path) -> Result<Self, Vec<FieldError>> {
         let mut e = Errors::default();
-        const MS: Duration = Duration::from_millis(1);
-
-        // Listeners.
-        let http = f
-            .listeners
-            .http
-            .as_deref()
-            .and_then(|a| e.addr("listeners.http", a));
-        let metrics = f
-            .listeners
-            .metrics
-            .as_deref()
-            .and_then(|a| e.addr("listeners.metrics", a));
-        let admin_addr = f
-            .listeners
-            .admin
-            .as_deref()
-            .and_then(|a| e.addr("listeners.admin", a));
-        let https = f.listeners.https.as_ref().and_then(|h| {
-            let address = e.addr("listeners.https.address", &h.address);
-            let certificate = resolve(base, &h.certificate);
-            let key = resolve(base, &h.key);
-            let ocsp = h.ocsp_response.as_ref().and_then(|f| {
-                let path = resolve(base, f);
-                match std::fs::read(&path) {
-                    Ok(der) if !der.is_empty() => Some(der),
-                    Ok(_) => {
-                        e.push(
-                            "listeners.https.ocsp_response",
-                            format!("{} is empty", path.display()),
-                        );
-                        None
-                    }
-                    Err(err) => {
-                        e.push(
-                            "listeners.https.ocsp_response",
-                            format!("cannot read {}: {err}", path.display()),
-                        );
-                        None
-                    }
-                }
-            });
-            let cert = match tls::load_certified_key(&certificate, &key) {
-                Ok(mut ck) => {
-                    ck.ocsp = ocsp;
-                    Some(Arc::new(ck))
-                }
-                Err(err) => {
-                    e.push(err.field(), err.to_string());
-                    None
-                }
-            };
-            Some(HttpsListener {
-                address: address?,
-                certificate,
-                key,
-                cert: cert?,
-                http2: h.http2.unwrap_or(true),
-            })
-        });
-        if f.listeners.http.is_none() && f.listeners.https.is_none() {
-            e.push("listeners", "at least one of `http` and `https` is needed");
-        }
-        let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
-        for (field, a) in [
-            ("listeners.http", http),
-            ("listeners.https.address", https.as_ref().map(|h| h.address)),
-            ("listeners.metrics", metrics),
-            ("listeners.admin", admin_addr),
-        ] {
-            if let Some(a) = a {
-                if let Some((other, _)) = bound.iter().find(|(_, b)| *b == a) {
-                    e.push(field, format!("{a} is already used by {other}"));
-                }
-                bound.push((field, a));
-            }
-        }
-
-        // Mode.
-        let mode = match f.mode.as_deref() {
-            None | Some("active-standby") => Mode::ActiveStandby,
-            Some("active-active") => Mode::ActiveActive,
-            Some(other) => {
-                e.push(
-                    "mode",
-                    format!("`{other}` is not a mode (active-standby or active-active)"),
-                );
-                Mode::ActiveStandby
-            }
-        };
-
-        // Nodes.
-        if f.nodes.len() != 2 {
-            e.push(
-                "nodes",
-                format!("exactly two twin nodes are needed, found {}", f.nodes.len()),
-            );
-        }
-        let mut nodes = Vec::new();
-        for (i, n) in f.nodes.iter().enumerate() {
-            let at = |k: &str| format!("nodes[{i}].{k}");
-            e.name(&at("name"), &n.name);
-            let address = target(&mut e, &at("address"), &n.address);
-            let agent = match &n.agent {
-                Some(a) => target(&mut e, &at("agent"), a),
-                None => address.clone(),
-            };
-            let weight = e.range_u32(&at("weight"), n.weight, defaults::WEIGHT, 1, 1000);
-            if let (Some(address), Some(agent)) = (address, agent) {
-                nodes.push(NodeConfig {
-                    name: n.name.clone(),
-                    address,
-                    agent,
-                    weight,
-                });
-            }
-        }
-        if nodes.len() == 2 {
-            if nodes[0].name == nodes[1].name {
-                e.push(
-                    "nodes[1].name",
-                    format!("`{}` is already the name of nodes[0]", nodes[1].name),
-                );
-            }
-            if nodes[0].address == nodes[1].address {
-                e.push(
-                    "nodes[1].address",
-                    format!("{} is already the address of nodes[0]", nodes[1].address),
-                );
-            }
-        }
-        let primary = match &f.primary {
-            None => 0,
-            Some(p) => match f.nodes.iter().position(|n| &n.name == p) {
-                Some(i) => i,
-                None => {
-                    e.push("primary", format!("`{p}` is not the name of a node"));
-                    0
-                }
-            },
-        };
-
-        // Health checks.
-        let hc = &f.health_check;
-        let path = hc
-            .path
-            .clone()
-            .unwrap_or_else(|| defaults::HEALTH_PATH.to_string());
-        if !path.starts_with('/')
-            || path
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            e.push(
-                "health_check.path",
-                format!("`{path}` must be an absolute path such as /ready"),
-            );
-        }
-        let health = HealthCheck {
-            path,
-            interval: e.duration(
-                "health_check.interval",
-                hc.interval,
-                defaults::HEALTH_INTERVAL,
-                10 * MS,
-            ),
-            timeout: e.duration(
-                "health_check.timeout",
-                hc.timeout,
-                defaults::HEALTH_TIMEOUT,
-                10 * MS,
-            ),
-            rise: e.range_u32("health_check.rise", hc.rise, defaults::RISE, 1, 100),
-            fall: e.range_u32("health_check.fall", hc.fall, defaults::FALL, 1, 100),
-            shutdown_sessions_on_down: hc.shutdown_sessions_on_down.unwrap_or(true),
-        };
-
+        let listeners = listeners(&mut e, &f, base);
+        let mode = mode(&mut e, f.mode.as_deref());
+        let (nodes, primary) = nodes(&mut e, &f);
+        let health = health_check(&mut e, &f.health_check);
         let passive = Passive {
             error_limit: e.range_u32(
                 "passive.error_limit",
@@ -525,52 +354,8 @@ impl GatewayConfig {
                 Duration::ZERO,
             ),
         };
-        let fd = &f.flap_damping;
-        let flap = FlapDamping {
-            window: e.duration(
-                "flap_damping.window",
-                fd.window,
-                defaults::FLAP_WINDOW,
-                Duration::ZERO,
-            ),
-            threshold: e.range_u32(
-                "flap_damping.threshold",
-                fd.threshold,
-                defaults::FLAP_THRESHOLD,
-                1,
-                1000,
-            ),
-            hold: e.duration(
-                "flap_damping.hold",
-                fd.hold,
-                defaults::FLAP_HOLD,
-                Duration::ZERO,
-            ),
-            max_hold: e.duration(
-                "flap_damping.max_hold",
-                fd.max_hold,
-                defaults::FLAP_MAX_HOLD,
-                Duration::ZERO,
-            ),
-        };
-        if flap.max_hold < flap.hold {
-            e.push(
-                "flap_damping.max_hold",
-                "must not be shorter than flap_damping.hold",
-            );
-        }
-        let t = &f.timeouts;
-        let timeouts = Timeouts {
-            connect: e.duration("timeouts.connect", t.connect, defaults::CONNECT, MS),
-            read: e.duration("timeouts.read", t.read, defaults::READ, MS),
-            write: e.duration("timeouts.write", t.write, defaults::WRITE, MS),
-            upstream_idle: e.duration(
-                "timeouts.upstream_idle",
-                t.upstream_idle,
-                defaults::UPSTREAM_IDLE,
-                Duration::ZERO,
-            ),
-        };
+        let flap = flap_damping(&mut e, &f.flap_damping);
+        let timeouts = timeouts(&mut e, &f.timeouts);
         let retries = Retries {
             max_attempts: e.range_u32(
                 "retries.max_attempts",
@@ -582,22 +367,7 @@ impl GatewayConfig {
             idempotent: f.retries.idempotent.unwrap_or(true),
             idempotency_key: f.retries.idempotency_key.unwrap_or(true),
         };
-        let dns = Dns {
-            servers: f
-                .dns
-                .servers
-                .iter()
-                .flatten()
-                .enumerate()
-                .filter_map(|(i, a)| e.addr(&format!("dns.servers[{i}]"), a))
-                .collect(),
-            timeout: e.duration("dns.timeout", f.dns.timeout, defaults::DNS_TIMEOUT, MS),
-            min_ttl: e.duration("dns.min_ttl", f.dns.min_ttl, defaults::DNS_MIN_TTL, MS),
-            max_ttl: e.duration("dns.max_ttl", f.dns.max_ttl, defaults::DNS_MAX_TTL, MS),
-        };
-        if dns.max_ttl < dns.min_ttl {
-            e.push("dns.max_ttl", "must not be shorter than dns.min_ttl");
-        }
+        let dns = dns(&mut e, &f.dns);
         let unavailable = Unavailable {
             retry_after: e.duration(
                 "unavailable.retry_after",
@@ -606,144 +376,16 @@ impl GatewayConfig {
                 Duration::from_secs(1),
             ),
         };
-        let s = &f.server;
-        let threads = s.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
-        if threads == 0 || threads > 256 {
-            e.push(
-                "server.threads",
-                format!("{threads} is out of range (1 to 256)"),
-            );
-        }
-        let server = ServerSettings {
-            threads,
-            grace_period: s.grace_period.unwrap_or(defaults::GRACE_PERIOD),
-            graceful_shutdown_timeout: s
-                .graceful_shutdown_timeout
-                .unwrap_or(defaults::GRACEFUL_SHUTDOWN_TIMEOUT),
-            pid_file: resolve(base, s.pid_file.as_deref().unwrap_or(defaults::PID_FILE)),
-            upgrade_socket: resolve(
-                base,
-                s.upgrade_socket
-                    .as_deref()
-                    .unwrap_or(defaults::UPGRADE_SOCKET),
-            ),
-        };
-
-        let admin = f.admin.as_ref().and_then(|a| {
-            let token_file = resolve(base, &a.token_file);
-            let token = match read_token(&token_file) {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    e.push("admin.token_file", why);
-                    None
-                }
-            };
-            let read_token =
-                a.read_token_file
-                    .as_ref()
-                    .and_then(|f| match read_token(&resolve(base, f)) {
-                        Ok(t) if token.as_deref() == Some(&*t) => {
-                            e.push(
-                                "admin.read_token_file",
-                                "the read-only token must differ from the operator token",
-                            );
-                            None
-                        }
-                        Ok(t) => Some(t),
-                        Err(why) => {
-                            e.push("admin.read_token_file", why);
-                            None
-                        }
-                    });
-            let tls = a.tls.as_ref().and_then(|t| {
-                let client_ca = t.client_ca.as_ref().map(|c| resolve(base, c));
-                match tls::admin_server_config(
-                    &resolve(base, &t.certificate),
-                    &resolve(base, &t.key),
-                    client_ca.as_deref(),
-                ) {
-                    Ok(c) => Some(Arc::new(c)),
-                    Err(err) => {
-                        e.push(err.admin_field(), err.to_string());
-                        None
-                    }
-                }
-            });
-            let mutual_tls = a.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-            Some(Admin {
-                token_file,
-                token: token?,
-                read_token,
-                audit_log: resolve(base, &a.audit_log),
-                tls,
-                mutual_tls,
-            })
-        });
-        let mutual = f
-            .admin
-            .as_ref()
-            .and_then(|a| a.tls.as_ref())
-            .is_some_and(|t| t.client_ca.is_some());
-        if let Some(a) = admin_addr {
-            if !a.ip().is_loopback() && !mutual {
-                e.push(
-                    "listeners.admin",
-                    format!("{a} is not a loopback address: the admin API leaves this host only with mutual TLS (admin.tls with client_ca)"),
-                );
-            }
-        }
-        if admin_addr.is_some() && f.admin.is_none() {
-            e.push(
-                "admin",
-                "the admin listener needs an `admin` section with token_file and audit_log",
-            );
-        }
-
-        let defaults_clients = Clients::default();
-        let c = &f.clients;
-        let clients = Clients {
-            trusted_proxies: e.networks(
-                "clients.trusted_proxies",
-                c.trusted_proxies.as_deref().unwrap_or_default(),
-            ),
-            rate_limit: c.rate_limit.unwrap_or(0),
-            max_body_bytes: match c.max_body_bytes {
-                Some(0) => {
-                    e.push("clients.max_body_bytes", "must be at least 1");
-                    0
-                }
-                Some(n) => n,
-                None => defaults_clients.max_body_bytes,
-            },
-            max_header_bytes: match c.max_header_bytes {
-                Some(n) if !(1024..=1024 * 1024).contains(&n) => {
-                    e.push(
-                        "clients.max_header_bytes",
-                        format!("{n} is out of range (1024 to 1048576)"),
-                    );
-                    n
-                }
-                Some(n) => n,
-                None => defaults_clients.max_header_bytes,
-            },
-            hsts_max_age: c.hsts_max_age.unwrap_or(defaults_clients.hsts_max_age),
-        };
+        let server = server(&mut e, &f.server, base);
+        let admin = admin(&mut e, &f, listeners.admin, base);
+        let clients = clients(&mut e, &f.clients);
 
         if !e.0.is_empty() {
             return Err(e.0);
         }
         let nodes: [NodeConfig; 2] = nodes.try_into().expect("two nodes were checked above");
         Ok(GatewayConfig {
-            listeners: Listeners {
-                http,
-                https,
-                metrics,
-                admin: admin_addr,
-            },
+            listeners,
             mode,
             primary,
             nodes,
@@ -760,5 +402,408 @@ impl GatewayConfig {
             dns,
             clients,
         })
+    }
+}
+
+/// `listeners`: the addresses (each used once) and the HTTPS certificate.
+fn listeners(e: &mut Errors, f: &FileConfig, base: &Path) -> Listeners {
+    let http = f
+        .listeners
+        .http
+        .as_deref()
+        .and_then(|a| e.addr("listeners.http", a));
+    let metrics = f
+        .listeners
+        .metrics
+        .as_deref()
+        .and_then(|a| e.addr("listeners.metrics", a));
+    let admin_addr = f
+        .listeners
+        .admin
+        .as_deref()
+        .and_then(|a| e.addr("listeners.admin", a));
+    let https = f.listeners.https.as_ref().and_then(|h| {
+        let address = e.addr("listeners.https.address", &h.address);
+        let certificate = resolve(base, &h.certificate);
+        let key = resolve(base, &h.key);
+        let ocsp = h.ocsp_response.as_ref().and_then(|f| {
+            let path = resolve(base, f);
+            match std::fs::read(&path) {
+                Ok(der) if !der.is_empty() => Some(der),
+                Ok(_) => {
+                    e.push(
+                        "listeners.https.ocsp_response",
+                        format!("{} is empty", path.display()),
+                    );
+                    None
+                }
+                Err(err) => {
+                    e.push(
+                        "listeners.https.ocsp_response",
+                        format!("cannot read {}: {err}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
+        let cert = match tls::load_certified_key(&certificate, &key) {
+            Ok(mut ck) => {
+                ck.ocsp = ocsp;
+                Some(Arc::new(ck))
+            }
+            Err(err) => {
+                e.push(err.field(), err.to_string());
+                None
+            }
+        };
+        Some(HttpsListener {
+            address: address?,
+            certificate,
+            key,
+            cert: cert?,
+            http2: h.http2.unwrap_or(true),
+        })
+    });
+    if f.listeners.http.is_none() && f.listeners.https.is_none() {
+        e.push("listeners", "at least one of `http` and `https` is needed");
+    }
+    let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
+    for (field, a) in [
+        ("listeners.http", http),
+        ("listeners.https.address", https.as_ref().map(|h| h.address)),
+        ("listeners.metrics", metrics),
+        ("listeners.admin", admin_addr),
+    ] {
+        if let Some(a) = a {
+            if let Some((other, _)) = bound.iter().find(|(_, b)| *b == a) {
+                e.push(field, format!("{a} is already used by {other}"));
+            }
+            bound.push((field, a));
+        }
+    }
+    Listeners {
+        http,
+        https,
+        metrics,
+        admin: admin_addr,
+    }
+}
+
+/// `mode`: active-standby (the default) or active-active.
+fn mode(e: &mut Errors, mode: Option<&str>) -> Mode {
+    match mode {
+        None | Some("active-standby") => Mode::ActiveStandby,
+        Some("active-active") => Mode::ActiveActive,
+        Some(other) => {
+            e.push(
+                "mode",
+                format!("`{other}` is not a mode (active-standby or active-active)"),
+            );
+            Mode::ActiveStandby
+        }
+    }
+}
+
+/// `nodes` (exactly two twins, names and addresses apart) and `primary`.
+fn nodes(e: &mut Errors, f: &FileConfig) -> (Vec<NodeConfig>, usize) {
+    if f.nodes.len() != 2 {
+        e.push(
+            "nodes",
+            format!("exactly two twin nodes are needed, found {}", f.nodes.len()),
+        );
+    }
+    let mut nodes = Vec::new();
+    for (i, n) in f.nodes.iter().enumerate() {
+        let at = |k: &str| format!("nodes[{i}].{k}");
+        e.name(&at("name"), &n.name);
+        let address = target(e, &at("address"), &n.address);
+        let agent = match &n.agent {
+            Some(a) => target(e, &at("agent"), a),
+            None => address.clone(),
+        };
+        let weight = e.range_u32(&at("weight"), n.weight, defaults::WEIGHT, 1, 1000);
+        if let (Some(address), Some(agent)) = (address, agent) {
+            nodes.push(NodeConfig {
+                name: n.name.clone(),
+                address,
+                agent,
+                weight,
+            });
+        }
+    }
+    if nodes.len() == 2 {
+        if nodes[0].name == nodes[1].name {
+            e.push(
+                "nodes[1].name",
+                format!("`{}` is already the name of nodes[0]", nodes[1].name),
+            );
+        }
+        if nodes[0].address == nodes[1].address {
+            e.push(
+                "nodes[1].address",
+                format!("{} is already the address of nodes[0]", nodes[1].address),
+            );
+        }
+    }
+    let primary = match &f.primary {
+        None => 0,
+        Some(p) => match f.nodes.iter().position(|n| &n.name == p) {
+            Some(i) => i,
+            None => {
+                e.push("primary", format!("`{p}` is not the name of a node"));
+                0
+            }
+        },
+    };
+    (nodes, primary)
+}
+
+/// `health_check`.
+fn health_check(e: &mut Errors, hc: &FileHealthCheck) -> HealthCheck {
+    let path = hc
+        .path
+        .clone()
+        .unwrap_or_else(|| defaults::HEALTH_PATH.to_string());
+    if !path.starts_with('/')
+        || path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        e.push(
+            "health_check.path",
+            format!("`{path}` must be an absolute path such as /ready"),
+        );
+    }
+    HealthCheck {
+        path,
+        interval: e.duration(
+            "health_check.interval",
+            hc.interval,
+            defaults::HEALTH_INTERVAL,
+            10 * MS,
+        ),
+        timeout: e.duration(
+            "health_check.timeout",
+            hc.timeout,
+            defaults::HEALTH_TIMEOUT,
+            10 * MS,
+        ),
+        rise: e.range_u32("health_check.rise", hc.rise, defaults::RISE, 1, 100),
+        fall: e.range_u32("health_check.fall", hc.fall, defaults::FALL, 1, 100),
+        shutdown_sessions_on_down: hc.shutdown_sessions_on_down.unwrap_or(true),
+    }
+}
+
+/// `flap_damping`.
+fn flap_damping(e: &mut Errors, fd: &FileFlapDamping) -> FlapDamping {
+    let flap = FlapDamping {
+        window: e.duration(
+            "flap_damping.window",
+            fd.window,
+            defaults::FLAP_WINDOW,
+            Duration::ZERO,
+        ),
+        threshold: e.range_u32(
+            "flap_damping.threshold",
+            fd.threshold,
+            defaults::FLAP_THRESHOLD,
+            1,
+            1000,
+        ),
+        hold: e.duration(
+            "flap_damping.hold",
+            fd.hold,
+            defaults::FLAP_HOLD,
+            Duration::ZERO,
+        ),
+        max_hold: e.duration(
+            "flap_damping.max_hold",
+            fd.max_hold,
+            defaults::FLAP_MAX_HOLD,
+            Duration::ZERO,
+        ),
+    };
+    if flap.max_hold < flap.hold {
+        e.push(
+            "flap_damping.max_hold",
+            "must not be shorter than flap_damping.hold",
+        );
+    }
+    flap
+}
+
+/// `timeouts`.
+fn timeouts(e: &mut Errors, t: &FileTimeouts) -> Timeouts {
+    Timeouts {
+        connect: e.duration("timeouts.connect", t.connect, defaults::CONNECT, MS),
+        read: e.duration("timeouts.read", t.read, defaults::READ, MS),
+        write: e.duration("timeouts.write", t.write, defaults::WRITE, MS),
+        upstream_idle: e.duration(
+            "timeouts.upstream_idle",
+            t.upstream_idle,
+            defaults::UPSTREAM_IDLE,
+            Duration::ZERO,
+        ),
+    }
+}
+
+/// `dns`: the servers to ask for node names, and the TTL bounds.
+fn dns(e: &mut Errors, d: &FileDns) -> Dns {
+    let dns = Dns {
+        servers: d
+            .servers
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, a)| e.addr(&format!("dns.servers[{i}]"), a))
+            .collect(),
+        timeout: e.duration("dns.timeout", d.timeout, defaults::DNS_TIMEOUT, MS),
+        min_ttl: e.duration("dns.min_ttl", d.min_ttl, defaults::DNS_MIN_TTL, MS),
+        max_ttl: e.duration("dns.max_ttl", d.max_ttl, defaults::DNS_MAX_TTL, MS),
+    };
+    if dns.max_ttl < dns.min_ttl {
+        e.push("dns.max_ttl", "must not be shorter than dns.min_ttl");
+    }
+    dns
+}
+
+/// `server`: worker threads, upgrade and shutdown settings.
+fn server(e: &mut Errors, s: &FileServer, base: &Path) -> ServerSettings {
+    let threads = s.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || threads > 256 {
+        e.push(
+            "server.threads",
+            format!("{threads} is out of range (1 to 256)"),
+        );
+    }
+    ServerSettings {
+        threads,
+        grace_period: s.grace_period.unwrap_or(defaults::GRACE_PERIOD),
+        graceful_shutdown_timeout: s
+            .graceful_shutdown_timeout
+            .unwrap_or(defaults::GRACEFUL_SHUTDOWN_TIMEOUT),
+        pid_file: resolve(base, s.pid_file.as_deref().unwrap_or(defaults::PID_FILE)),
+        upgrade_socket: resolve(
+            base,
+            s.upgrade_socket
+                .as_deref()
+                .unwrap_or(defaults::UPGRADE_SOCKET),
+        ),
+    }
+}
+
+/// `admin`: tokens, audit log, TLS; the admin listener stays on loopback
+/// unless the API asks for client certificates.
+fn admin(
+    e: &mut Errors,
+    f: &FileConfig,
+    admin_addr: Option<SocketAddr>,
+    base: &Path,
+) -> Option<Admin> {
+    let admin = f.admin.as_ref().and_then(|a| {
+        let token_file = resolve(base, &a.token_file);
+        let token = match read_token(&token_file) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                e.push("admin.token_file", why);
+                None
+            }
+        };
+        let read_token =
+            a.read_token_file
+                .as_ref()
+                .and_then(|f| match read_token(&resolve(base, f)) {
+                    Ok(t) if token.as_deref() == Some(&*t) => {
+                        e.push(
+                            "admin.read_token_file",
+                            "the read-only token must differ from the operator token",
+                        );
+                        None
+                    }
+                    Ok(t) => Some(t),
+                    Err(why) => {
+                        e.push("admin.read_token_file", why);
+                        None
+                    }
+                });
+        let tls = a.tls.as_ref().and_then(|t| {
+            let client_ca = t.client_ca.as_ref().map(|c| resolve(base, c));
+            match tls::admin_server_config(
+                &resolve(base, &t.certificate),
+                &resolve(base, &t.key),
+                client_ca.as_deref(),
+            ) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(err) => {
+                    e.push(err.admin_field(), err.to_string());
+                    None
+                }
+            }
+        });
+        let mutual_tls = a.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        Some(Admin {
+            token_file,
+            token: token?,
+            read_token,
+            audit_log: resolve(base, &a.audit_log),
+            tls,
+            mutual_tls,
+        })
+    });
+    let mutual = f
+        .admin
+        .as_ref()
+        .and_then(|a| a.tls.as_ref())
+        .is_some_and(|t| t.client_ca.is_some());
+    if let Some(a) = admin_addr {
+        if !a.ip().is_loopback() && !mutual {
+            e.push(
+                "listeners.admin",
+                format!("{a} is not a loopback address: the admin API leaves this host only with mutual TLS (admin.tls with client_ca)"),
+            );
+        }
+    }
+    if admin_addr.is_some() && f.admin.is_none() {
+        e.push(
+            "admin",
+            "the admin listener needs an `admin` section with token_file and audit_log",
+        );
+    }
+    admin
+}
+
+/// `clients`: trusted proxies and the limits on what a client may send.
+fn clients(e: &mut Errors, c: &FileClients) -> Clients {
+    let defaults_clients = Clients::default();
+    Clients {
+        trusted_proxies: e.networks(
+            "clients.trusted_proxies",
+            c.trusted_proxies.as_deref().unwrap_or_default(),
+        ),
+        rate_limit: c.rate_limit.unwrap_or(0),
+        max_body_bytes: match c.max_body_bytes {
+            Some(0) => {
+                e.push("clients.max_body_bytes", "must be at least 1");
+                0
+            }
+            Some(n) => n,
+            None => defaults_clients.max_body_bytes,
+        },
+        max_header_bytes: match c.max_header_bytes {
+            Some(n) if !(1024..=1024 * 1024).contains(&n) => {
+                e.push(
+                    "clients.max_header_bytes",
+                    format!("{n} is out of range (1024 to 1048576)"),
+                );
+                n
+            }
+            Some(n) => n,
+            None => defaults_clients.max_header_bytes,
+        },
+        hsts_max_age: c.hsts_max_age.unwrap_or(defaults_clients.hsts_max_age),
     }
 }
