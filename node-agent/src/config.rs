@@ -276,236 +276,25 @@ impl AgentConfig {
         let mut e = Errors::default();
         e.name("node", &f.node);
         let listen = e.addr("listen", &f.listen);
-        let control_listen = e.addr(
-            "control.listen",
-            f.control.listen.as_deref().unwrap_or("127.0.0.1:9281"),
-        );
-        if let Some(c) = control_listen {
-            if !c.ip().is_loopback() && !f.control.allow_remote {
-                e.push("control.listen", format!("{c} is not a loopback address; set control.allow_remote: true to open the control API to the network"));
-            }
-            if Some(c) == listen {
-                e.push("control.listen", format!("{c} is already used by listen"));
-            }
-        }
-        let token = twinport_ops::token::read_token(&resolve(base, &f.control.token_file))
-            .map_err(|why| e.push("control.token_file", why))
-            .ok();
-        let read_token =
-            f.control.read_token_file.as_ref().and_then(
-                |file| match twinport_ops::token::read_token(&resolve(base, file)) {
-                    Ok(t) if token.as_deref() == Some(&*t) => {
-                        e.push(
-                            "control.read_token_file",
-                            "the read-only token must differ from the operator token",
-                        );
-                        None
-                    }
-                    Ok(t) => Some(t),
-                    Err(why) => {
-                        e.push("control.read_token_file", why);
-                        None
-                    }
-                },
-            );
+        let (control_listen, token, read_token) = control(&mut e, &f, listen, base);
         let weight = e.range_u32("weight", f.weight, 100, 0, 1000);
         let state_dir = resolve(base, &f.state_dir);
 
-        let stop_timeout = e.duration(
-            "app.stop_timeout",
-            f.app.stop_timeout,
-            Duration::from_secs(10),
-            10 * MS,
-        );
-        let app = match f.app.mode.as_deref().unwrap_or("process") {
-            "process" => {
-                match &f.app.command {
-                    Some(c) => argv(&mut e, "app.command", c),
-                    None => e.push(
-                        "app.command",
-                        "process mode needs the command that starts the app",
-                    ),
-                }
-                let backoff_min = e.duration(
-                    "app.restart_backoff_min",
-                    f.app.restart_backoff_min,
-                    200 * MS,
-                    10 * MS,
-                );
-                let backoff_max = e.duration(
-                    "app.restart_backoff_max",
-                    f.app.restart_backoff_max,
-                    Duration::from_secs(10),
-                    10 * MS,
-                );
-                if backoff_max < backoff_min {
-                    e.push(
-                        "app.restart_backoff_max",
-                        "is shorter than app.restart_backoff_min",
-                    );
-                }
-                // `{config_dir}` is this file's directory, known now; the
-                // supervisor fills in `{release}` and `{version}` at start.
-                let dir = base.to_string_lossy();
-                let command = f
-                    .app
-                    .command
-                    .iter()
-                    .flatten()
-                    .map(|a| a.replace("{config_dir}", &dir))
-                    .collect();
-                Some(App::Process {
-                    command,
-                    env: f.app.env.clone().into_iter().collect(),
-                    log: f
-                        .app
-                        .log
-                        .as_deref()
-                        .map(|l| resolve(base, l))
-                        .unwrap_or_else(|| state_dir.join("app.log")),
-                    stop_timeout,
-                    backoff_min,
-                    backoff_max,
-                })
-            }
-            "systemd" => match &f.app.unit {
-                Some(u) if !u.trim().is_empty() => Some(App::Systemd {
-                    unit: u.clone(),
-                    stop_timeout,
-                }),
-                _ => {
-                    e.push("app.unit", "systemd mode needs the unit name");
-                    None
-                }
-            },
-            other => {
-                e.push(
-                    "app.mode",
-                    format!("`{other}` is not a mode: use process or systemd"),
-                );
-                None
-            }
-        };
-
+        let app = app(&mut e, &f, base, &state_dir);
         if f.probes.is_empty() {
             e.push(
                 "probes",
                 "at least one probe is needed: readiness must mean something",
             );
         }
-        let mut probes = Vec::new();
-        for (i, p) in f.probes.iter().enumerate() {
-            let at = |k: &str| format!("probes[{i}].{k}");
-            if e.name(&at("name"), &p.name) && f.probes[..i].iter().any(|q| q.name == p.name) {
-                e.push(
-                    at("name"),
-                    format!("`{}` is used by an earlier probe", p.name),
-                );
-            }
-            let kinds = [
-                p.http.is_some(),
-                p.tcp.is_some(),
-                p.command.is_some(),
-                p.disk.is_some(),
-            ];
-            if kinds.iter().filter(|k| **k).count() != 1 {
-                e.push(
-                    format!("probes[{i}]"),
-                    "needs exactly one of http, tcp, command or disk",
-                );
-                continue;
-            }
-            let kind = if let Some(h) = &p.http {
-                let status = h.status.unwrap_or(200);
-                if !(100..=599).contains(&status) {
-                    e.push(at("http.status"), format!("{status} is not an HTTP status"));
-                }
-                url(&mut e, &at("http.url"), &h.url).map(|url| ProbeKind::Http {
-                    url,
-                    status,
-                    body_contains: h.body_contains.clone(),
-                })
-            } else if let Some(t) = &p.tcp {
-                e.addr(&at("tcp.address"), &t.address)
-                    .map(|address| ProbeKind::Tcp { address })
-            } else if let Some(c) = &p.command {
-                argv(&mut e, &at("command"), c);
-                Some(ProbeKind::Command { argv: c.clone() })
-            } else {
-                let d = p.disk.as_ref().expect("counted above");
-                Some(ProbeKind::Disk {
-                    path: resolve(base, &d.path),
-                    min_free_mib: d.min_free_mib,
-                })
-            };
-            let interval = e.duration(
-                &at("interval"),
-                p.interval,
-                Duration::from_millis(500),
-                50 * MS,
-            );
-            let timeout = e.duration(
-                &at("timeout"),
-                p.timeout,
-                Duration::from_millis(400),
-                10 * MS,
-            );
-            let rise = e.range_u32(&at("rise"), p.rise, 2, 1, 100);
-            let fall = e.range_u32(&at("fall"), p.fall, 2, 1, 100);
-            if let Some(kind) = kind {
-                probes.push(Probe {
-                    name: p.name.clone(),
-                    kind,
-                    interval,
-                    timeout,
-                    rise,
-                    fall,
-                });
-            }
-        }
-
-        let u = &f.upgrade;
-        let upgrade = Upgrade {
-            keep_releases: e.range_u32("upgrade.keep_releases", u.keep_releases, 3, 1, 100),
-            drain_timeout: e.duration(
-                "upgrade.drain_timeout",
-                u.drain_timeout,
-                Duration::from_secs(30),
-                MS,
-            ),
-            drain_settle: e.duration(
-                "upgrade.drain_settle",
-                u.drain_settle,
-                Duration::from_secs(2),
-                Duration::ZERO,
-            ),
-            start_timeout: e.duration(
-                "upgrade.start_timeout",
-                u.start_timeout,
-                Duration::from_secs(60),
-                100 * MS,
-            ),
-            smoke: u.smoke.clone(),
-            smoke_timeout: e.duration(
-                "upgrade.smoke_timeout",
-                u.smoke_timeout,
-                Duration::from_secs(30),
-                10 * MS,
-            ),
-        };
-        if let Some(s) = &u.smoke {
-            argv(&mut e, "upgrade.smoke", s);
-        }
-        let gateway = f.gateway.as_ref().and_then(|g| {
-            let admin = url(&mut e, "gateway.admin", &g.admin);
-            let token = twinport_ops::token::read_token(&resolve(base, &g.token_file))
-                .map_err(|why| e.push("gateway.token_file", why))
-                .ok();
-            Some(GatewayLink {
-                admin: admin?,
-                token: token?,
-            })
-        });
+        let probes = f
+            .probes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| probe(&mut e, i, p, &f.probes[..i], base))
+            .collect();
+        let upgrade = upgrade(&mut e, &f.upgrade);
+        let gateway = gateway(&mut e, &f, base);
 
         let (listen, control_listen, token, app) = match (listen, control_listen, token, app) {
             (Some(l), Some(c), Some(t), Some(a)) if e.is_empty() => (l, c, t, a),
@@ -528,6 +317,255 @@ impl AgentConfig {
             gateway,
         })
     }
+}
+
+/// A bearer token read from its file.
+type Token = Arc<[u8]>;
+
+/// `control`: the control API's address (loopback unless allowed) and
+/// its tokens.
+fn control(
+    e: &mut Errors,
+    f: &file::FileConfig,
+    listen: Option<SocketAddr>,
+    base: &Path,
+) -> (Option<SocketAddr>, Option<Token>, Option<Token>) {
+    let control_listen = e.addr(
+        "control.listen",
+        f.control.listen.as_deref().unwrap_or("127.0.0.1:9281"),
+    );
+    if let Some(c) = control_listen {
+        if !c.ip().is_loopback() && !f.control.allow_remote {
+            e.push("control.listen", format!("{c} is not a loopback address; set control.allow_remote: true to open the control API to the network"));
+        }
+        if Some(c) == listen {
+            e.push("control.listen", format!("{c} is already used by listen"));
+        }
+    }
+    let token = twinport_ops::token::read_token(&resolve(base, &f.control.token_file))
+        .map_err(|why| e.push("control.token_file", why))
+        .ok();
+    let read_token = f.control.read_token_file.as_ref().and_then(|file| {
+        match twinport_ops::token::read_token(&resolve(base, file)) {
+            Ok(t) if token.as_deref() == Some(&*t) => {
+                e.push(
+                    "control.read_token_file",
+                    "the read-only token must differ from the operator token",
+                );
+                None
+            }
+            Ok(t) => Some(t),
+            Err(why) => {
+                e.push("control.read_token_file", why);
+                None
+            }
+        }
+    });
+    (control_listen, token, read_token)
+}
+
+/// `app`: how the agent runs the portal app (its own child, or a systemd unit).
+fn app(e: &mut Errors, f: &file::FileConfig, base: &Path, state_dir: &Path) -> Option<App> {
+    let stop_timeout = e.duration(
+        "app.stop_timeout",
+        f.app.stop_timeout,
+        Duration::from_secs(10),
+        10 * MS,
+    );
+    match f.app.mode.as_deref().unwrap_or("process") {
+        "process" => {
+            match &f.app.command {
+                Some(c) => argv(e, "app.command", c),
+                None => e.push(
+                    "app.command",
+                    "process mode needs the command that starts the app",
+                ),
+            }
+            let backoff_min = e.duration(
+                "app.restart_backoff_min",
+                f.app.restart_backoff_min,
+                200 * MS,
+                10 * MS,
+            );
+            let backoff_max = e.duration(
+                "app.restart_backoff_max",
+                f.app.restart_backoff_max,
+                Duration::from_secs(10),
+                10 * MS,
+            );
+            if backoff_max < backoff_min {
+                e.push(
+                    "app.restart_backoff_max",
+                    "is shorter than app.restart_backoff_min",
+                );
+            }
+            // `{config_dir}` is this file's directory, known now; the
+            // supervisor fills in `{release}` and `{version}` at start.
+            let dir = base.to_string_lossy();
+            let command = f
+                .app
+                .command
+                .iter()
+                .flatten()
+                .map(|a| a.replace("{config_dir}", &dir))
+                .collect();
+            Some(App::Process {
+                command,
+                env: f.app.env.clone().into_iter().collect(),
+                log: f
+                    .app
+                    .log
+                    .as_deref()
+                    .map(|l| resolve(base, l))
+                    .unwrap_or_else(|| state_dir.join("app.log")),
+                stop_timeout,
+                backoff_min,
+                backoff_max,
+            })
+        }
+        "systemd" => match &f.app.unit {
+            Some(u) if !u.trim().is_empty() => Some(App::Systemd {
+                unit: u.clone(),
+                stop_timeout,
+            }),
+            _ => {
+                e.push("app.unit", "systemd mode needs the unit name");
+                None
+            }
+        },
+        other => {
+            e.push(
+                "app.mode",
+                format!("`{other}` is not a mode: use process or systemd"),
+            );
+            None
+        }
+    }
+}
+
+/// `probes[i]`; `earlier` are the probes before it in the file.
+fn probe(
+    e: &mut Errors,
+    i: usize,
+    p: &file::Probe,
+    earlier: &[file::Probe],
+    base: &Path,
+) -> Option<Probe> {
+    let at = |k: &str| format!("probes[{i}].{k}");
+    if e.name(&at("name"), &p.name) && earlier.iter().any(|q| q.name == p.name) {
+        e.push(
+            at("name"),
+            format!("`{}` is used by an earlier probe", p.name),
+        );
+    }
+    let kinds = [
+        p.http.is_some(),
+        p.tcp.is_some(),
+        p.command.is_some(),
+        p.disk.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        e.push(
+            format!("probes[{i}]"),
+            "needs exactly one of http, tcp, command or disk",
+        );
+        return None;
+    }
+    let kind = if let Some(h) = &p.http {
+        let status = h.status.unwrap_or(200);
+        if !(100..=599).contains(&status) {
+            e.push(at("http.status"), format!("{status} is not an HTTP status"));
+        }
+        url(e, &at("http.url"), &h.url).map(|url| ProbeKind::Http {
+            url,
+            status,
+            body_contains: h.body_contains.clone(),
+        })
+    } else if let Some(t) = &p.tcp {
+        e.addr(&at("tcp.address"), &t.address)
+            .map(|address| ProbeKind::Tcp { address })
+    } else if let Some(c) = &p.command {
+        argv(e, &at("command"), c);
+        Some(ProbeKind::Command { argv: c.clone() })
+    } else {
+        let d = p.disk.as_ref().expect("counted above");
+        Some(ProbeKind::Disk {
+            path: resolve(base, &d.path),
+            min_free_mib: d.min_free_mib,
+        })
+    };
+    let interval = e.duration(
+        &at("interval"),
+        p.interval,
+        Duration::from_millis(500),
+        50 * MS,
+    );
+    let timeout = e.duration(
+        &at("timeout"),
+        p.timeout,
+        Duration::from_millis(400),
+        10 * MS,
+    );
+    let rise = e.range_u32(&at("rise"), p.rise, 2, 1, 100);
+    let fall = e.range_u32(&at("fall"), p.fall, 2, 1, 100);
+    Some(Probe {
+        name: p.name.clone(),
+        kind: kind?,
+        interval,
+        timeout,
+        rise,
+        fall,
+    })
+}
+
+/// `upgrade`.
+fn upgrade(e: &mut Errors, u: &file::Upgrade) -> Upgrade {
+    let upgrade = Upgrade {
+        keep_releases: e.range_u32("upgrade.keep_releases", u.keep_releases, 3, 1, 100),
+        drain_timeout: e.duration(
+            "upgrade.drain_timeout",
+            u.drain_timeout,
+            Duration::from_secs(30),
+            MS,
+        ),
+        drain_settle: e.duration(
+            "upgrade.drain_settle",
+            u.drain_settle,
+            Duration::from_secs(2),
+            Duration::ZERO,
+        ),
+        start_timeout: e.duration(
+            "upgrade.start_timeout",
+            u.start_timeout,
+            Duration::from_secs(60),
+            100 * MS,
+        ),
+        smoke: u.smoke.clone(),
+        smoke_timeout: e.duration(
+            "upgrade.smoke_timeout",
+            u.smoke_timeout,
+            Duration::from_secs(30),
+            10 * MS,
+        ),
+    };
+    if let Some(s) = &u.smoke {
+        argv(e, "upgrade.smoke", s);
+    }
+    upgrade
+}
+
+/// `gateway`: the admin API the agent asks about traffic during an upgrade.
+fn gateway(e: &mut Errors, f: &file::FileConfig, base: &Path) -> Option<GatewayLink> {
+    f.gateway.as_ref().and_then(|g| {
+        let admin = url(e, "gateway.admin", &g.admin);
+        let token = twinport_ops::token::read_token(&resolve(base, &g.token_file))
+            .map_err(|why| e.push("gateway.token_file", why))
+            .ok();
+        Some(GatewayLink {
+            admin: admin?,
+            token: token?,
+        })
+    })
 }
 
 #[cfg(test)]
