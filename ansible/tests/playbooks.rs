@@ -15,8 +15,7 @@
 //!   the first node, rolled back and drained, the second untouched.
 //!   `reload-config.yml` and `gateway-upgrade.yml` run last.
 
-#[path = "../../ticketing/tests/support/mod.rs"]
-mod tk;
+use devtools::harness::ticketing as tk;
 
 use devtools::{free_addr, TempDir};
 use serde_json::Value;

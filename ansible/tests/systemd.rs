@@ -7,10 +7,8 @@
 //! The units the roles install are checked by `systemd-analyze verify` in
 //! playbooks.rs.
 
-#[path = "../../node-agent/tests/support/mod.rs"]
-mod agents;
-#[path = "../../ticketing/tests/support/mod.rs"]
-mod tk;
+use devtools::harness::agent as agents;
+use devtools::harness::ticketing as tk;
 
 use agents::gw;
 

@@ -9,10 +9,8 @@
 //! alerts fire. The metric names of dashboards and rules are checked
 //! against what the binaries really export.
 
-#[path = "../../node-agent/tests/support/mod.rs"]
-mod agents;
-#[path = "../../ticketing/tests/support/mod.rs"]
-mod tk;
+use devtools::harness::agent as agents;
+use devtools::harness::ticketing as tk;
 
 use agents::gw::GwOpts;
 use agents::{appliance_with, release, wait_gateway_health, UPGRADE};

@@ -6,10 +6,13 @@
 //! - [`bin`]: the path of a workspace binary built by `cargo build`;
 //! - [`free_port`], [`wait_for_port`] and [`eventually`]: ephemeral
 //!   loopback ports and polling with a deadline instead of fixed sleeps;
-//! - [`browser`]: headless Chromium through WebDriver.
+//! - [`browser`]: headless Chromium through WebDriver;
+//! - [`harness`]: the gateway, node-agents and ticketing on loopback, for
+//!   the integration tests of every crate.
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod harness;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -4,9 +4,7 @@
 //! address over it, the others unaffected, changed live by a reload), the
 //! body size limit (413), HSTS on HTTPS answers.
 
-mod common;
-
-use common::{twins, Gateway, GwOpts};
+use devtools::harness::gateway::{twins, Gateway, GwOpts};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -27,7 +25,10 @@ async fn seen_by_node(req: reqwest::RequestBuilder) -> Value {
     r.json().await.unwrap()
 }
 
-fn targets(a: &common::Node, b: &common::Node) -> [(String, String, String); 2] {
+fn targets(
+    a: &devtools::harness::gateway::Node,
+    b: &devtools::harness::gateway::Node,
+) -> [(String, String, String); 2] {
     [a, b].map(|n| (n.name.clone(), n.app.to_string(), n.agent.to_string()))
 }
 

@@ -2,9 +2,7 @@
 //! a node given by host name follows its A record within one TTL, and a
 //! failing DNS server keeps the last good address.
 
-mod common;
-
-use common::*;
+use devtools::harness::gateway::*;
 use devtools::{free_port, TempDir};
 use hickory_server::authority::{Catalog, ZoneType};
 use hickory_server::proto::rr::rdata::{A, SOA};

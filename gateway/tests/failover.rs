@@ -1,9 +1,7 @@
 //! Acceptance tests of the gateway core against real processes: the
 //! `gateway` binary and two demo twin nodes on ephemeral loopback ports.
 
-mod common;
-
-use common::*;
+use devtools::harness::gateway::*;
 use std::time::{Duration, Instant};
 
 fn share_of(outcomes: &[Outcome], node: &str) -> f64 {

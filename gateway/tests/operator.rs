@@ -2,9 +2,7 @@
 //! drain, switchover, reloads under load, authentication and the audit log,
 //! certificate rotation, SIGHUP and the file watch.
 
-mod common;
-
-use common::*;
+use devtools::harness::gateway::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

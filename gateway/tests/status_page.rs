@@ -2,10 +2,8 @@
 //! driven through chromedriver's WebDriver API): during a failover it shows
 //! the new primary without a reload.
 
-mod common;
-
-use common::*;
 use devtools::browser::{wait_for_text, Browser};
+use devtools::harness::gateway::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,9 +1,7 @@
 //! HTTPS and HTTP/2 through the gateway, bad configuration files and
 //! malformed HTTP, against the real binaries.
 
-mod common;
-
-use common::*;
+use devtools::harness::gateway::*;
 use devtools::{bin, TempDir};
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,9 +2,7 @@
 //! a new process started with `--upgrade` receives the listening sockets
 //! when the old one gets SIGQUIT; the old one drains and exits.
 
-mod common;
-
-use common::*;
+use devtools::harness::gateway::*;
 use devtools::{bin, Proc};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,17 +1,15 @@
 //! The node-agent with the real gateway, two real agents and real app
 //! processes, on loopback.
 
-mod support;
-
 use devtools::bin;
+use devtools::harness::agent::*;
+use devtools::harness::gateway::{load, load_mixed_until, parse_sample, summary};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::gw::{load, load_mixed_until, parse_sample, summary};
-use support::*;
 
-async fn primary(gw: &support::gw::Gateway) -> String {
+async fn primary(gw: &devtools::harness::gateway::Gateway) -> String {
     gw.admin_call("GET", "/v1/status", None).await.1["primary"]
         .as_str()
         .unwrap_or_default()
@@ -104,7 +102,7 @@ async fn a_failing_probe_takes_the_node_out_within_fall_and_back_after_rise() {
 /// Runs `twinctl rolling-upgrade` to `version` from `release` against both
 /// agents; its exit code, stdout and stderr.
 fn rolling_upgrade(
-    gw: &support::gw::Gateway,
+    gw: &devtools::harness::gateway::Gateway,
     a: &Twin,
     b: &Twin,
     release: &std::path::Path,
@@ -449,7 +447,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let reader = |m: &str, path: &str| {
         reqwest::Client::new()
             .request(m.parse().unwrap(), format!("{}{path}", a.control_url()))
-            .bearer_auth(support::AGENT_READ_TOKEN)
+            .bearer_auth(devtools::harness::agent::AGENT_READ_TOKEN)
             .send()
     };
     assert_eq!(reader("GET", "/v1/status").await.unwrap().status(), 200);

@@ -2,12 +2,10 @@
 //! board events, and bad input of every kind answered with a clear 4xx
 //! JSON error and no change.
 
-mod support;
-
+use devtools::harness::ticketing::*;
 use devtools::TempDir;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::*;
 
 const B: &str = "/api/v1/branches/centrum";
 

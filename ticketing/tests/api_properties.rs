@@ -5,14 +5,12 @@
 //! each service's numbers are exactly 1..n of the tickets that were
 //! accepted.
 
-mod support;
-
+use devtools::harness::ticketing::*;
 use devtools::TempDir;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use support::*;
 
 const B: &str = "/api/v1/branches/centrum";
 

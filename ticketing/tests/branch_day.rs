@@ -6,13 +6,11 @@
 //! twins may close at once, keys are purged after the retention, and
 //! transfers never strand a visitor.
 
-mod support;
-
 use chrono::TimeZone;
+use devtools::harness::ticketing::*;
 use devtools::{free_addr, TempDir};
 use serde_json::Value;
 use std::sync::Arc;
-use support::*;
 use ticketing::app::{App, Clock};
 use ticketing::calendar::Millis;
 use ticketing::store::{DeskAction, IssueRequest, Store, StoreError, TransferTo};
@@ -28,7 +26,7 @@ fn warsaw(y: i32, m: u32, d: u32, h: u32, min: u32) -> Millis {
         .timestamp_millis()
 }
 
-/// The test branch (support::config) open 08:00-18:00 on weekdays,
+/// The test branch (`devtools::harness::ticketing::config`) open 08:00-18:00 on weekdays,
 /// 00:00-24:00 at weekends.
 fn branch_config(dir: &TempDir, database: &str) -> ticketing::config::Config {
     write_tokens(dir);

@@ -2,13 +2,11 @@
 //! chromedriver): a touch on the kiosk issues a ticket, and a desk's
 //! "call next" appears on an open display board within a second.
 
-mod support;
-
 use devtools::browser::{wait_for_text, Browser};
+use devtools::harness::ticketing::*;
 use devtools::TempDir;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_kiosk_touch_issues_a_ticket_and_the_board_shows_its_call_within_a_second() {

@@ -1,11 +1,9 @@
 //! 50 kiosks issue 10,000 tickets at once: per service the numbers are
 //! 1..n with no duplicate and no gap, on SQLite and on PostgreSQL.
 
-mod support;
-
+use devtools::harness::ticketing::*;
 use devtools::TempDir;
 use std::collections::BTreeMap;
-use support::*;
 
 const KIOSKS: usize = 50;
 const PER_KIOSK: usize = 200;

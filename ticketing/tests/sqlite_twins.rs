@@ -2,12 +2,10 @@
 //! demo's agents start them): both migrate and serve, and a ticket issued
 //! through one is called through the other.
 
-mod support;
-
+use devtools::harness::ticketing::*;
 use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_twins_start_together_on_one_new_sqlite_file() {

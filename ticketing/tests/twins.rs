@@ -3,17 +3,14 @@
 //! issue tickets, each retrying with its Idempotency-Key. Every key maps
 //! to exactly one ticket, and no number is lost or doubled.
 
-mod support;
+use devtools::harness::gateway as gw;
 
-#[path = "../../gateway/tests/common/mod.rs"]
-mod gw;
-
+use devtools::harness::ticketing::*;
 use devtools::TempDir;
 use gw::{Gateway, GwOpts};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use support::*;
 
 const KIOSKS: usize = 8;
 const PER_KIOSK: usize = 120;

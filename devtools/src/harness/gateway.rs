@@ -1,8 +1,7 @@
 //! Real processes on ephemeral loopback ports: two demo twin nodes and the
 //! gateway binary, configured through a YAML file written per test.
-#![allow(dead_code)]
 
-use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
+use crate::{bin, free_addr, wait_for_port, Proc, TempDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -184,13 +183,13 @@ impl Gateway {
         let admin = free_addr();
         let token = "test-token-0123456789abcdef".to_string();
         let token_file = dir.path().join("admin.token");
-        devtools::write_secret(&token_file, &format!("{token}\n"));
+        crate::write_secret(&token_file, &format!("{token}\n"));
         if let Some(t) = o.read_token {
-            devtools::write_secret(&dir.path().join("read.token"), t);
+            crate::write_secret(&dir.path().join("read.token"), t);
         }
         let audit = dir.path().join("audit.log");
         let https = o.https.then(free_addr);
-        let (cert, key) = devtools::write_dev_cert(
+        let (cert, key) = crate::write_dev_cert(
             &dir.path().join("tls"),
             &["localhost".to_string(), "127.0.0.1".to_string()],
         )

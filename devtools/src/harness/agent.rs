@@ -1,12 +1,10 @@
 //! Real processes on ephemeral loopback ports: the gateway (through the
 //! gateway tests' own harness), and per twin a `node-agent` supervising a
 //! `demo-node` app started from a release directory.
-#![allow(dead_code)]
 
-#[path = "../../../gateway/tests/common/mod.rs"]
-pub mod gw;
+pub use super::gateway as gw;
 
-use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
+use crate::{bin, free_addr, wait_for_port, Proc, TempDir};
 use gw::{Gateway, GwOpts};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -83,8 +81,8 @@ impl Twin {
             p("fail"),
             p("agent.log"),
         );
-        devtools::write_secret(&dir.path().join("agent.token"), AGENT_TOKEN);
-        devtools::write_secret(&dir.path().join("agent-read.token"), AGENT_READ_TOKEN);
+        crate::write_secret(&dir.path().join("agent.token"), AGENT_TOKEN);
+        crate::write_secret(&dir.path().join("agent-read.token"), AGENT_READ_TOKEN);
         let yaml = format!(
             "node: {name}
 listen: {ready}

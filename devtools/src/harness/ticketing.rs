@@ -1,8 +1,7 @@
 //! The real `ticketing` binary on an ephemeral loopback port, on SQLite or
 //! on a fresh PostgreSQL database of its own.
-#![allow(dead_code)]
 
-use devtools::{bin, free_addr, wait_for_port, Proc, TempDir};
+use crate::{bin, free_addr, wait_for_port, Proc, TempDir};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,7 +81,7 @@ pub fn write_tokens(dir: &TempDir) {
         ("other-desk", "other-desk-token-0123456789"),
         ("other-manager", "other-manager-token-0123456789"),
     ] {
-        devtools::write_secret(&dir.path().join(format!("{f}.token")), t);
+        crate::write_secret(&dir.path().join(format!("{f}.token")), t);
     }
 }
 
