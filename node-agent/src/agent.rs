@@ -6,10 +6,10 @@
 use crate::config::AgentConfig;
 use crate::metrics::Metrics;
 use crate::probe::{self, ProbeStatus, Tracker};
+use crate::record::UpgradeRecord;
 use crate::release::Store;
 use crate::state::{Event, Health, Machine, Refused, State, Transition};
 use crate::supervisor::{Release, Supervisor};
-use crate::upgrade::UpgradeRecord;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use serde_json::{json, Value};

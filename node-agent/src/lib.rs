@@ -12,6 +12,7 @@
 //! | [`supervisor`] | runs the app as a child (restart with backoff, graceful stop) or a systemd unit | processes |
 //! | [`release`] | release directories and the atomically switched `current` link | file system |
 //! | [`upgrade`] | drain → stop → switch → start → verify → smoke, or roll back | all of the above |
+//! | [`record`] | the upgrade record (data the agent keeps and the upgrade writes; no import circle) | none |
 //! | [`gateway`] | asks the gateway's admin API whether the node still has traffic | HTTP |
 //! | [`api`] | `/ready`, `/live`, `/metrics` and the control API (axum) | HTTP |
 //! | [`metrics`] | Prometheus metrics (`twinport_agent_*`) | none |
@@ -26,6 +27,7 @@ pub mod config;
 pub mod gateway;
 pub mod metrics;
 pub mod probe;
+pub mod record;
 pub mod release;
 pub mod state;
 pub mod supervisor;

@@ -15,34 +15,13 @@
 
 use crate::agent::Agent;
 use crate::gateway;
+pub use crate::record::{Step, UpgradeRecord};
 use crate::release::ReleaseError;
 use crate::state::{Event, State};
-use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use twinport_ops::timestamp;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub step: &'static str,
-    pub at: String,
-    pub result: &'static str,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct UpgradeRecord {
-    pub from: String,
-    pub to: String,
-    pub release: String,
-    pub started: String,
-    pub finished: Option<String>,
-    /// `running`, `succeeded`, `rolled_back`, `rollback_failed` or `aborted`.
-    pub result: &'static str,
-    pub error: Option<String>,
-    pub steps: Vec<Step>,
-}
 
 /// Why an upgrade request is refused before anything changes.
 #[derive(Debug, thiserror::Error)]
