@@ -148,8 +148,30 @@ impl Dashboard {
 
     /// The problems of this one dashboard.
     pub fn lint(&self, names: &MetricNames) -> Vec<Problem> {
-        let file = self.name();
         let mut problems = Vec::new();
+        self.lint_settings(&mut problems);
+        let mut ids: BTreeMap<i64, usize> = BTreeMap::new();
+        for p in self.panels() {
+            if let Some(id) = p["id"].as_i64() {
+                *ids.entry(id).or_default() += 1;
+            }
+            self.lint_panel(p, &mut problems);
+        }
+        let file = self.name();
+        let mut bad = |at: String, what: String| problems.push(Problem { at, what });
+        for (id, n) in ids {
+            if n > 1 {
+                bad(file.clone(), format!("panel id {id} is used {n} times"));
+            }
+        }
+        self.lint_queries(names, &mut problems);
+        problems
+    }
+
+    /// The dashboard's own settings: uid, title, the datasource variable,
+    /// the variables' and annotations' datasources.
+    fn lint_settings(&self, problems: &mut Vec<Problem>) {
+        let file = self.name();
         let mut bad = |at: String, what: String| problems.push(Problem { at, what });
         match self.uid() {
             None | Some("") => bad(
@@ -164,10 +186,6 @@ impl Dashboard {
         if title(&self.doc).is_empty() {
             bad(file.clone(), "no title".into());
         }
-        let defined: BTreeSet<String> = self
-            .variables()
-            .filter_map(|v| v["name"].as_str().map(str::to_string))
-            .collect();
         let has_ds_var = self.variables().any(|v| {
             v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"
         });
@@ -196,69 +214,74 @@ impl Dashboard {
                 );
             }
         }
-        let mut ids: BTreeMap<i64, usize> = BTreeMap::new();
-        for p in self.panels() {
-            let at = format!("{file}: panel {} \"{}\"", p["id"], title(p));
-            match p["id"].as_i64() {
-                Some(id) => *ids.entry(id).or_default() += 1,
-                None => bad(at.clone(), "no numeric id".into()),
-            }
-            if title(p).is_empty() {
-                bad(at.clone(), "no title".into());
-            }
-            let g = &p["gridPos"];
-            match (
-                g["x"].as_i64(),
-                g["w"].as_i64(),
-                g["h"].as_i64(),
-                g["y"].as_i64(),
-            ) {
-                (Some(x), Some(w), Some(h), Some(_)) if x >= 0 && w > 0 && h > 0 && x + w <= 24 => {
-                }
-                _ => bad(
-                    at.clone(),
-                    format!("gridPos {g} is not inside the 24-column grid"),
-                ),
-            }
-            if p["type"] == "row" {
-                continue;
-            }
-            if !is_datasource_variable(&p["datasource"]) {
+    }
+
+    /// One panel: id, title, place in the grid, datasource, queries.
+    fn lint_panel(&self, p: &Value, problems: &mut Vec<Problem>) {
+        let file = self.name();
+        let mut bad = |at: String, what: String| problems.push(Problem { at, what });
+        let at = format!("{file}: panel {} \"{}\"", p["id"], title(p));
+        if p["id"].as_i64().is_none() {
+            bad(at.clone(), "no numeric id".into());
+        }
+        if title(p).is_empty() {
+            bad(at.clone(), "no title".into());
+        }
+        let g = &p["gridPos"];
+        match (
+            g["x"].as_i64(),
+            g["w"].as_i64(),
+            g["h"].as_i64(),
+            g["y"].as_i64(),
+        ) {
+            (Some(x), Some(w), Some(h), Some(_)) if x >= 0 && w > 0 && h > 0 && x + w <= 24 => {}
+            _ => bad(
+                at.clone(),
+                format!("gridPos {g} is not inside the 24-column grid"),
+            ),
+        }
+        if p["type"] == "row" {
+            return;
+        }
+        if !is_datasource_variable(&p["datasource"]) {
+            bad(
+                at.clone(),
+                "its datasource is not the ${datasource} variable".into(),
+            );
+        }
+        let targets = p["targets"].as_array().cloned().unwrap_or_default();
+        if targets.is_empty() {
+            bad(at.clone(), "no query".into());
+        }
+        let mut refs = BTreeSet::new();
+        for t in &targets {
+            let r = t["refId"].as_str().unwrap_or("");
+            let tat = format!("{at} target {r}");
+            if r.is_empty() || !refs.insert(r.to_string()) {
                 bad(
-                    at.clone(),
+                    tat.clone(),
+                    "refId missing or not unique in the panel".into(),
+                );
+            }
+            if !is_datasource_variable(&t["datasource"]) {
+                bad(
+                    tat.clone(),
                     "its datasource is not the ${datasource} variable".into(),
                 );
             }
-            let targets = p["targets"].as_array().cloned().unwrap_or_default();
-            if targets.is_empty() {
-                bad(at.clone(), "no query".into());
-            }
-            let mut refs = BTreeSet::new();
-            for t in &targets {
-                let r = t["refId"].as_str().unwrap_or("");
-                let tat = format!("{at} target {r}");
-                if r.is_empty() || !refs.insert(r.to_string()) {
-                    bad(
-                        tat.clone(),
-                        "refId missing or not unique in the panel".into(),
-                    );
-                }
-                if !is_datasource_variable(&t["datasource"]) {
-                    bad(
-                        tat.clone(),
-                        "its datasource is not the ${datasource} variable".into(),
-                    );
-                }
-                if t["expr"].as_str().unwrap_or("").trim().is_empty() {
-                    bad(tat.clone(), "empty expr".into());
-                }
+            if t["expr"].as_str().unwrap_or("").trim().is_empty() {
+                bad(tat.clone(), "empty expr".into());
             }
         }
-        for (id, n) in ids {
-            if n > 1 {
-                bad(file.clone(), format!("panel id {id} is used {n} times"));
-            }
-        }
+    }
+
+    /// Every query: variables defined, metrics that exist.
+    fn lint_queries(&self, names: &MetricNames, problems: &mut Vec<Problem>) {
+        let mut bad = |at: String, what: String| problems.push(Problem { at, what });
+        let defined: BTreeSet<String> = self
+            .variables()
+            .filter_map(|v| v["name"].as_str().map(str::to_string))
+            .collect();
         for q in self.queries() {
             for v in promql::variables(&q.expr) {
                 if !defined.contains(&v) && !GLOBAL_VARIABLES.contains(&v.as_str()) {
@@ -275,7 +298,6 @@ impl Dashboard {
                 }
             }
         }
-        problems
     }
 }
 
