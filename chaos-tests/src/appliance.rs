@@ -314,48 +314,7 @@ impl Appliance {
         let (http, admin, metrics) = (free_addr(), free_addr(), free_addr());
         let mut nodes = Vec::new();
         for name in ["a", "b"] {
-            let app = free_addr();
-            let ready = free_addr();
-            let (app_link, agent_link) = if opts.proxied {
-                (
-                    Some(FaultProxy::start(app).await?),
-                    Some(FaultProxy::start(ready).await?),
-                )
-            } else {
-                (None, None)
-            };
-            let node = Node {
-                name,
-                app,
-                ready,
-                control: free_addr(),
-                config: d.join(format!("node-{name}.yaml")),
-                state_dir: d.join(format!("node-{name}")),
-                log: d.join(format!("agent-{name}.log")),
-                flap_marker: d.join(format!("flap-{name}")),
-                app_link,
-                agent_link,
-                agent: None,
-            };
-            std::fs::write(
-                d.join(format!("ticketing-{name}.yaml")),
-                ticketing_yaml(&d, name, app, &database, http),
-            )?;
-            std::fs::write(&node.config, agent_yaml(&d, &node, admin))?;
-            let out = Command::new(opts.bin_dir.join("node-agent"))
-                .arg("--config")
-                .arg(&node.config)
-                .args(["install", "--version", "1.0.0", "--release"])
-                .arg(opts.bin_dir.join("ticketing"))
-                .output()
-                .context("run node-agent install")?;
-            if !out.status.success() {
-                bail!(
-                    "node-agent install on {name}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            nodes.push(node);
+            nodes.push(install_node(&d, name, &opts, &database, http, admin).await?);
         }
         let [a, b]: [Node; 2] = nodes.try_into().ok().expect("two nodes");
         let gateway_config = d.join("gateway.yaml");
@@ -578,6 +537,61 @@ server:
     pub fn gateway_pid_file(&self) -> PathBuf {
         self.dir.path().join("gateway.pid")
     }
+}
+
+/// Node `name`'s files in `d`: its ticketing and agent configs, release
+/// 1.0.0 installed (the agent itself is started later), fault proxies in
+/// front of its app and agent when the run is proxied.
+async fn install_node(
+    d: &Path,
+    name: &'static str,
+    opts: &Options,
+    database: &str,
+    http: SocketAddr,
+    admin: SocketAddr,
+) -> anyhow::Result<Node> {
+    let app = free_addr();
+    let ready = free_addr();
+    let (app_link, agent_link) = if opts.proxied {
+        (
+            Some(FaultProxy::start(app).await?),
+            Some(FaultProxy::start(ready).await?),
+        )
+    } else {
+        (None, None)
+    };
+    let node = Node {
+        name,
+        app,
+        ready,
+        control: free_addr(),
+        config: d.join(format!("node-{name}.yaml")),
+        state_dir: d.join(format!("node-{name}")),
+        log: d.join(format!("agent-{name}.log")),
+        flap_marker: d.join(format!("flap-{name}")),
+        app_link,
+        agent_link,
+        agent: None,
+    };
+    std::fs::write(
+        d.join(format!("ticketing-{name}.yaml")),
+        ticketing_yaml(d, name, app, database, http),
+    )?;
+    std::fs::write(&node.config, agent_yaml(d, &node, admin))?;
+    let out = Command::new(opts.bin_dir.join("node-agent"))
+        .arg("--config")
+        .arg(&node.config)
+        .args(["install", "--version", "1.0.0", "--release"])
+        .arg(opts.bin_dir.join("ticketing"))
+        .output()
+        .context("run node-agent install")?;
+    if !out.status.success() {
+        bail!(
+            "node-agent install on {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(node)
 }
 
 /// The value of `field` of node `name` in a gateway status document.
