@@ -163,7 +163,12 @@ async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
         read_timeout: "30s",
         ..GwOpts::default()
     };
-    let gw = Gateway::start(&dir, &[&a, &b], &one);
+    // The file watch would also see the changes; it is off from the start
+    // so that every reload below is counted exactly once (switching it off
+    // with the first write raced: the watch could see that write too).
+    let no_watch = "watch_config: false\n";
+    let targets = [&a, &b].map(|n| (n.name.clone(), n.app.to_string(), n.agent.to_string()));
+    let gw = Gateway::start_with(&dir, targets, &one, no_watch);
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(load_mixed_until(
         gw.url(""),
@@ -173,9 +178,6 @@ async fn a_hundred_reloads_and_ten_invalid_files_under_load_fail_no_request() {
         stop.clone(),
         false,
     ));
-    // The file watch would also see the changes; switch it off so every
-    // reload below is counted exactly once.
-    let no_watch = "watch_config: false\n";
     let mut valid = 0;
     for i in 0..110 {
         if i % 11 == 5 {
