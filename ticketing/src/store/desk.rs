@@ -151,8 +151,7 @@ impl Store {
         let mut tx = self.begin(&b.id).await?;
         if let Some(id) = Self::replayed(&mut tx, &b.id, key, action.as_str()).await? {
             tx.rollback().await?;
-            let t = self.ticket(&id).await?;
-            return t.map(|t| (t, true)).ok_or(StoreError::NotFound(id));
+            return self.acted_on(id, true).await;
         }
         let cur = Self::current_in(&mut *tx, &b.id, desk)
             .await?
@@ -197,8 +196,7 @@ impl Store {
         }
         Self::remember(&mut tx, &b.id, key, action.as_str(), &cur.id, now).await?;
         tx.commit().await?;
-        let t = self.ticket(&cur.id).await?;
-        t.map(|t| (t, false)).ok_or(StoreError::NotFound(cur.id))
+        self.acted_on(cur.id, false).await
     }
 
     /// Sends the desk's current ticket back to the queue of another
@@ -216,8 +214,7 @@ impl Store {
         let mut tx = self.begin(&b.id).await?;
         if let Some(id) = Self::replayed(&mut tx, &b.id, key, &request).await? {
             tx.rollback().await?;
-            let t = self.ticket(&id).await?;
-            return t.map(|t| (t, true)).ok_or(StoreError::NotFound(id));
+            return self.acted_on(id, true).await;
         }
         let cur = Self::current_in(&mut *tx, &b.id, desk)
             .await?
@@ -245,8 +242,16 @@ impl Store {
             .await?;
         Self::remember(&mut tx, &b.id, key, &request, &cur.id, now).await?;
         tx.commit().await?;
-        let t = self.ticket(&cur.id).await?;
-        t.map(|t| (t, false)).ok_or(StoreError::NotFound(cur.id))
+        self.acted_on(cur.id, false).await
+    }
+
+    /// The ticket a desk action acted on, as it is now, and whether the
+    /// answer is a replay.
+    async fn acted_on(&self, id: String, replayed: bool) -> Result<(Ticket, bool)> {
+        match self.ticket(&id).await? {
+            Some(t) => Ok((t, replayed)),
+            None => Err(StoreError::NotFound(id)),
+        }
     }
 
     async fn desk_open_in(tx: &mut sqlx::AnyConnection, branch: &str, desk: &str) -> Result<bool> {
