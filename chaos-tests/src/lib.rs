@@ -7,7 +7,8 @@
 //! - [`load`]: the bounded mixed load (browsing, kiosks, desks), every
 //!   request recorded;
 //! - [`tickets`]: the store against what the kiosks printed;
-//! - [`scenarios`]: one fault each, with its bounds;
+//! - [`scenarios`]: one fault each, with its bounds, one type per
+//!   scenario behind [`scenarios::Scenario`];
 //! - [`report`]: the figures as a table, Markdown and JSON.
 //!
 //! The `chaos-tests` binary runs the suite (`--full` for the long one);

@@ -4,7 +4,7 @@
 
 use chaos_tests::appliance::HealthCheck;
 use chaos_tests::report;
-use chaos_tests::scenarios::{self, Settings, SCENARIOS};
+use chaos_tests::scenarios::{self, Settings};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -43,7 +43,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.list {
-        for (name, fault) in SCENARIOS {
+        for (name, fault) in scenarios::list() {
             println!("{name:<18} {fault}");
         }
         return Ok(());
@@ -71,7 +71,10 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let names: Vec<String> = if args.only.is_empty() {
-        SCENARIOS.iter().map(|(n, _)| n.to_string()).collect()
+        scenarios::list()
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
     } else {
         args.only.clone()
     };

@@ -1,28 +1,19 @@
 //! A headless Chromium (Debian's `chromium` and `chromium-driver`) driven
-//! through chromedriver's WebDriver API, for tests of our pages as a
-//! person sees them.
+//! through chromedriver with fantoccini (WebDriver), for tests of our pages
+//! as a person sees them.
 
-use crate::{free_port, wait_for_port, Proc, TempDir};
+use crate::{free_addr, on_free_ports, wait_started, Proc, Started, TempDir};
+use fantoccini::wd::WindowHandle;
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// One WebDriver call: POST a JSON body, the JSON answer.
-async fn post_json(client: &reqwest::Client, url: String, body: &Value) -> Value {
-    let r = client
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .expect("chromedriver answers");
-    r.json().await.expect("chromedriver answers JSON")
-}
-
 pub struct Browser {
+    client: Client,
+    /// chromedriver's address and the session, to end it on drop.
     base: String,
     session: String,
-    client: reqwest::Client,
     _driver: Proc,
 }
 
@@ -35,22 +26,22 @@ impl Browser {
                 "{tool} is missing: scripts/test installs Debian's chromium and chromium-driver"
             );
         }
-        let port = free_port();
-        let mut cmd = Command::new("/usr/bin/chromedriver");
-        cmd.arg(format!("--port={port}"));
-        let driver = Proc::spawn(
-            "chromedriver",
-            cmd,
-            Some(&dir.path().join("chromedriver.log")),
-        );
-        assert!(wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(10)
-        ));
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let log = dir.path().join("chromedriver.log");
+        // Blocking, as a test's set-up may be.
+        let (driver, addr) = on_free_ports("chromedriver", || {
+            let addr = free_addr();
+            let mut cmd = Command::new("/usr/bin/chromedriver");
+            cmd.arg(format!("--port={}", addr.port()));
+            let mut driver = Proc::spawn("chromedriver", cmd, Some(&log));
+            match wait_started(&mut driver, &[addr], Duration::from_secs(10)) {
+                Started::Up => Some((driver, addr)),
+                Started::PortTaken => None,
+                Started::Failed => panic!("chromedriver did not start: {}", driver.log_text()),
+            }
+        });
+        let base = format!("http://{addr}");
         let profile = dir.path().join("chromium-profile");
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -59,104 +50,84 @@ impl Browser {
                          "--disable-component-update", "--disable-sync", "--window-size=1280,900",
                          format!("--user-data-dir={}", profile.display())]
             }
-        }}});
-        let v = post_json(&client, format!("{base}/session"), &caps).await;
-        let session = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {v}"))
-            .to_string();
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!("a JSON object")
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("no WebDriver session: {e}"));
+        let session = client
+            .session_id()
+            .await
+            .expect("chromedriver answers")
+            .expect("a session id");
         Browser {
+            client,
             base,
             session,
-            client,
             _driver: driver,
         }
     }
 
-    /// One WebDriver command on the session.
-    pub async fn cmd(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        post_json(&self.client, url, &body).await["value"].clone()
-    }
-
-    /// A WebDriver GET on the session.
-    pub async fn get(&self, path: &str) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let v: Value = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .expect("JSON");
-        v["value"].clone()
-    }
-
     /// Clicks the element `css` selects, as a pointer would.
     pub async fn click(&self, css: &str) {
-        let e = self
-            .cmd("/element", json!({"using": "css selector", "value": css}))
-            .await;
-        let id = e
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|v| v.as_str())
-            .unwrap_or_else(|| panic!("no element {css}: {e}"))
-            .to_string();
-        self.cmd(&format!("/element/{id}/click"), json!({})).await;
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
     }
 
     /// Opens a new tab and switches to it; the handle of the old one.
     pub async fn new_tab(&self) -> String {
-        let old = self
-            .get("/window")
+        let old = self.client.window().await.expect("the current window");
+        let new = self.client.new_window(true).await.expect("a new tab");
+        self.client
+            .switch_to_window(new.handle)
             .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let v = self.cmd("/window/new", json!({"type": "tab"})).await;
-        self.switch_to(v["handle"].as_str().expect("a new window handle"))
-            .await;
-        old
+            .expect("switching to the new tab");
+        old.into()
     }
 
     pub async fn switch_to(&self, handle: &str) {
-        self.cmd("/window", json!({"handle": handle})).await;
+        let handle = WindowHandle::try_from(handle).expect("a window handle");
+        self.client
+            .switch_to_window(handle)
+            .await
+            .expect("switching windows");
     }
 
     pub async fn go(&self, url: &str) {
-        self.cmd("/url", json!({ "url": url })).await;
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
     }
 
     /// Runs `script` in the page; its return value.
     pub async fn eval(&self, script: &str) -> Value {
-        self.cmd("/execute/sync", json!({ "script": script, "args": [] }))
+        self.client
+            .execute(script, Vec::new())
             .await
+            .unwrap_or_else(|e| panic!("running {script}: {e}"))
     }
 
     pub async fn screenshot(&self, path: &std::path::Path) {
-        let url = format!("{}/session/{}/screenshot", self.base, self.session);
-        let v: Value = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let b64 = v["value"].as_str().unwrap_or_default();
-        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
-            .expect("a PNG in base64");
-        std::fs::write(path, bytes).unwrap();
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(path, png).unwrap();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The driver's Drop kills it; ask it to close Chromium first.
+        // The driver's Drop kills it; ask it to close Chromium first (a
+        // drop cannot wait for fantoccini's async close).
         let url = format!("{}/session/{}", self.base, self.session);
         let _ = std::process::Command::new("curl")
             .args(["-s", "-X", "DELETE", &url])

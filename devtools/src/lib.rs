@@ -106,21 +106,29 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    /// Its log, and how long the file was when it started (a log may hold
+    /// earlier runs).
+    log: Option<(PathBuf, u64)>,
 }
 
 impl Proc {
     /// Starts `cmd` with its output appended to `log` (or discarded).
     pub fn spawn(name: &str, mut cmd: Command, log: Option<&Path>) -> Proc {
-        let (out, err) = match log {
+        let (out, err, log) = match log {
             Some(p) => {
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)
                     .expect("log file");
-                (Stdio::from(f.try_clone().expect("log fd")), Stdio::from(f))
+                let from = f.metadata().map(|m| m.len()).unwrap_or(0);
+                (
+                    Stdio::from(f.try_clone().expect("log fd")),
+                    Stdio::from(f),
+                    Some((p.to_path_buf(), from)),
+                )
             }
-            None => (Stdio::null(), Stdio::null()),
+            None => (Stdio::null(), Stdio::null(), None),
         };
         let child = cmd
             .stdin(Stdio::null())
@@ -131,7 +139,26 @@ impl Proc {
         Proc {
             child,
             name: name.to_string(),
+            log,
         }
+    }
+
+    /// What it logged since it started (empty without a log).
+    pub fn log_text(&self) -> String {
+        let Some((path, from)) = &self.log else {
+            return String::new();
+        };
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let from = (*from as usize).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
+    /// It said that a port it was given is taken: ours say "Address
+    /// already in use", pingora's listeners "... is in use, will try
+    /// again" (they keep trying for a while).
+    pub fn says_port_taken(&self) -> bool {
+        let text = self.log_text();
+        text.contains("Address already in use") || text.contains(" is in use, will try again")
     }
 
     pub fn pid(&self) -> i32 {
@@ -153,6 +180,11 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// It has exited (it is reaped then).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Waits up to `timeout` for the process to exit; its exit code.
@@ -178,6 +210,103 @@ impl Drop for Proc {
             .status();
         self.kill();
     }
+}
+
+/// How a daemon started on ports from [`free_addr`] came up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Its ports accept connections and it runs.
+    Up,
+    /// Another process took one of its ports between [`free_addr`] and the
+    /// daemon's bind (its log says so): start it again on new ports.
+    PortTaken,
+    /// Anything else: it exited, or its ports did not open in time.
+    Failed,
+}
+
+/// Waits up to `timeout` until the daemon `proc` itself listens on every
+/// one of `addrs` (a port that answers may be another process's), or
+/// says that a port was taken, or exits.
+pub fn wait_started(proc: &mut Proc, addrs: &[SocketAddr], timeout: Duration) -> Started {
+    let end = Instant::now() + timeout;
+    loop {
+        if proc.says_port_taken() {
+            return Started::PortTaken;
+        }
+        if proc.exited() {
+            // It may have logged the reason just before it exited.
+            return if proc.says_port_taken() {
+                Started::PortTaken
+            } else {
+                Started::Failed
+            };
+        }
+        let ours = listening_sockets(proc.pid());
+        if addrs.iter().all(|a| ours.contains(&a.port())) {
+            return Started::Up;
+        }
+        if Instant::now() >= end {
+            return Started::Failed;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The TCP ports process `pid` listens on (Linux: its socket inodes in
+/// /proc/PID/fd matched against its network namespace's tcp and tcp6
+/// tables, state LISTEN).
+pub fn listening_sockets(pid: i32) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address (ADDR:PORT in hex), state (0A = LISTEN), inode.
+            let (Some(local), Some(&"0A"), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if let (Some(port), true) = (port, inodes.contains(*inode)) {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
+/// How often a daemon is started on new ports before giving up.
+pub const PORT_ATTEMPTS: u32 = 5;
+
+/// Starts a daemon on ports from [`free_addr`]: `start` picks new ports,
+/// writes the config and spawns, and returns `None` only when
+/// [`wait_started`] said [`Started::PortTaken`] (a port was taken by
+/// another process in between; `free_addr` only promises that this
+/// process never hands out one port twice). Tried up to
+/// [`PORT_ATTEMPTS`] times, so a test never fails for a lost port race.
+pub fn on_free_ports<T>(what: &str, mut start: impl FnMut() -> Option<T>) -> T {
+    for attempt in 1..=PORT_ATTEMPTS {
+        if let Some(t) = start() {
+            return t;
+        }
+        eprintln!(
+            "{what}: a port it was given was taken by another process; \
+             starting it again on new ports ({attempt}/{PORT_ATTEMPTS})"
+        );
+    }
+    panic!("{what}: a port was taken {PORT_ATTEMPTS} times in a row")
 }
 
 /// Waits until something accepts connections on `addr`.
@@ -236,5 +365,63 @@ mod tests {
         let ports: Vec<u16> = (0..2000).map(|_| free_port()).collect();
         let unique: std::collections::HashSet<&u16> = ports.iter().collect();
         assert_eq!(unique.len(), ports.len());
+    }
+
+    /// A daemon that listens on its port is up; one whose port another
+    /// process holds is `PortTaken` even though that port answers; one
+    /// that exits for another reason has `Failed`.
+    #[test]
+    fn a_daemon_that_finds_its_port_taken_is_told_apart() {
+        let dir = TempDir::new("port-taken");
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap();
+        let log = dir.path().join("daemon.log");
+        // Only what it logs from its own start counts.
+        std::fs::write(&log, "an earlier run: Address already in use\n").unwrap();
+        let own = free_addr();
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "-c",
+            &format!(
+                "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', {}))\ns.listen()\ntime.sleep(30)",
+                own.port()
+            ),
+        ]);
+        let mut listener = Proc::spawn("listener", cmd, Some(&log));
+        assert_eq!(
+            wait_started(&mut listener, &[own], Duration::from_secs(10)),
+            Started::Up
+        );
+        assert!(listening_sockets(std::process::id() as i32).contains(&taken.port()));
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "sleep 0.3; echo 'cannot listen on x: Address already in use (os error 98)' >&2; sleep 30",
+        ]);
+        let mut loser = Proc::spawn("loser", cmd, Some(&log));
+        assert_eq!(
+            wait_started(&mut loser, &[taken], Duration::from_secs(5)),
+            Started::PortTaken
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'bad config' >&2; exit 64"]);
+        let mut broken = Proc::spawn("broken", cmd, Some(&log));
+        let free = free_addr();
+        assert_eq!(
+            wait_started(&mut broken, &[free], Duration::from_secs(5)),
+            Started::Failed
+        );
+    }
+
+    #[test]
+    fn on_free_ports_tries_again_and_gives_up_in_the_end() {
+        let mut tries = 0;
+        let got = on_free_ports("test", || {
+            tries += 1;
+            (tries == 3).then_some(tries)
+        });
+        assert_eq!(got, 3);
+        let never = std::panic::catch_unwind(|| on_free_ports("test", || None::<()>));
+        assert!(never.is_err());
     }
 }

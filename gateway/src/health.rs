@@ -200,6 +200,17 @@ fn describe(e: &pingora::ErrorType) -> String {
     }
 }
 
+/// The longest a node that stops answering (hung, or its packets
+/// dropped) can still count as up: the fault may land just after a check
+/// passed; the next check starts up to one `interval` later, and the
+/// `fall` failing checks that take it down each last at most
+/// max(`timeout`, `interval`) — checks start every interval, or right
+/// after the previous one when it took longer. With the defaults (250 ms,
+/// 250 ms, fall 2): 750 ms. The chaos suite holds the gateway to this.
+pub fn detection_bound(interval: Duration, timeout: Duration, fall: u32) -> Duration {
+    interval + interval.max(timeout) * fall
+}
+
 /// The pause before the next check: checks start every `interval`, or
 /// right after the previous one if it took longer.
 pub fn next_check_in(interval: Duration, elapsed: Duration) -> Duration {
@@ -209,6 +220,15 @@ pub fn next_check_in(interval: Duration, elapsed: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_detection_bound_follows_the_health_check() {
+        let ms = Duration::from_millis;
+        assert_eq!(detection_bound(ms(250), ms(250), 2), ms(750));
+        // A timeout longer than the interval spaces the checks out.
+        assert_eq!(detection_bound(ms(250), ms(1000), 2), ms(2250));
+        assert_eq!(detection_bound(ms(1000), ms(250), 3), ms(4000));
+    }
 
     #[test]
     fn ready_with_weight() {

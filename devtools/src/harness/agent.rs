@@ -4,7 +4,7 @@
 
 pub use super::gateway as gw;
 
-use crate::{bin, free_addr, wait_for_port, Proc, TempDir};
+use crate::{bin, free_addr, on_free_ports, wait_started, Proc, Started, TempDir};
 use gw::{Gateway, GwOpts};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -67,11 +67,24 @@ impl Twin {
     pub fn start_with_env(
         dir: &TempDir,
         name: &str,
-        (app, ready): (SocketAddr, SocketAddr),
+        addrs: (SocketAddr, SocketAddr),
         admin: SocketAddr,
         upgrade_yaml: &str,
         env: &[(String, String)],
     ) -> Twin {
+        Twin::try_start(dir, name, addrs, admin, upgrade_yaml, env)
+            .unwrap_or_else(|| panic!("agent {name}: a port it was given is taken"))
+    }
+
+    /// `None`: a port it was given is taken (its log says so).
+    pub fn try_start(
+        dir: &TempDir,
+        name: &str,
+        (app, ready): (SocketAddr, SocketAddr),
+        admin: SocketAddr,
+        upgrade_yaml: &str,
+        env: &[(String, String)],
+    ) -> Option<Twin> {
         let control = free_addr();
         let p = |s: &str| dir.path().join(format!("{s}-{name}"));
         let (config, state_dir, audit, fail_marker, log) = (
@@ -135,12 +148,16 @@ gateway:
         );
         let mut cmd = Command::new(bin("node-agent"));
         cmd.arg("--config").arg(&config).envs(env.iter().cloned());
-        let proc = Proc::spawn(&format!("node-agent {name}"), cmd, Some(&log));
-        assert!(
-            wait_for_port(ready, Duration::from_secs(10)),
-            "agent {name} did not open {ready}"
-        );
-        Twin {
+        let mut proc = Proc::spawn(&format!("node-agent {name}"), cmd, Some(&log));
+        match wait_started(&mut proc, &[ready, control], Duration::from_secs(10)) {
+            Started::Up => {}
+            Started::PortTaken => return None,
+            Started::Failed => panic!(
+                "agent {name} did not open {ready} and {control}; log:\n{}",
+                proc.log_text()
+            ),
+        }
+        Some(Twin {
             name: name.into(),
             app,
             ready,
@@ -151,7 +168,7 @@ gateway:
             fail_marker,
             log,
             proc,
-        }
+        })
     }
 
     pub fn control_url(&self) -> String {
@@ -242,13 +259,18 @@ pub async fn appliance_with(
     upgrade_yaml: &str,
     opts: &GwOpts,
 ) -> (TempDir, Twin, Twin, Gateway) {
-    let dir = TempDir::new(tag);
-    let addrs = [(free_addr(), free_addr()), (free_addr(), free_addr())];
-    let targets = [("a", addrs[0]), ("b", addrs[1])]
-        .map(|(n, (app, ready))| (n.to_string(), app.to_string(), ready.to_string()));
-    let gw = Gateway::start_with(&dir, targets, opts, "");
-    let a = Twin::start(&dir, "a", addrs[0], gw.admin, upgrade_yaml);
-    let b = Twin::start(&dir, "b", addrs[1], gw.admin, upgrade_yaml);
+    // The twins' ports are in the gateway's config: when one is taken,
+    // everything starts again on new ports, in a new folder.
+    let (dir, a, b, gw) = on_free_ports("the appliance", || {
+        let dir = TempDir::new(tag);
+        let addrs = [(free_addr(), free_addr()), (free_addr(), free_addr())];
+        let targets = [("a", addrs[0]), ("b", addrs[1])]
+            .map(|(n, (app, ready))| (n.to_string(), app.to_string(), ready.to_string()));
+        let gw = Gateway::start_with(&dir, targets, opts, "");
+        let a = Twin::try_start(&dir, "a", addrs[0], gw.admin, upgrade_yaml, &[])?;
+        let b = Twin::try_start(&dir, "b", addrs[1], gw.admin, upgrade_yaml, &[])?;
+        Some((dir, a, b, gw))
+    });
     for n in ["a", "b"] {
         assert!(
             wait_gateway_health(&gw, n, "up", Duration::from_secs(15)).await,

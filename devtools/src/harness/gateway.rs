@@ -1,7 +1,7 @@
 //! Real processes on ephemeral loopback ports: two demo twin nodes and the
 //! gateway binary, configured through a YAML file written per test.
 
-use crate::{bin, free_addr, wait_for_port, Proc, TempDir};
+use crate::{bin, free_addr, on_free_ports, wait_started, Proc, Started, TempDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,7 +29,9 @@ pub struct Node {
 
 impl Node {
     pub fn start(dir: &TempDir, name: &str) -> Node {
-        Node::start_at(dir, name, free_addr(), free_addr(), "1.0.0")
+        on_free_ports(&format!("node {name}"), || {
+            Node::try_start_at(dir, name, free_addr(), free_addr(), "1.0.0")
+        })
     }
 
     /// A node on given addresses reporting `version`.
@@ -40,6 +42,18 @@ impl Node {
         agent: SocketAddr,
         version: &str,
     ) -> Node {
+        Node::try_start_at(dir, name, app, agent, version)
+            .unwrap_or_else(|| panic!("node {name}: {app} or {agent} is taken"))
+    }
+
+    /// `None`: one of the addresses is taken.
+    fn try_start_at(
+        dir: &TempDir,
+        name: &str,
+        app: SocketAddr,
+        agent: SocketAddr,
+        version: &str,
+    ) -> Option<Node> {
         let tag = format!("{name}-{}", app.ip());
         let mut n = Node {
             name: name.to_string(),
@@ -50,12 +64,22 @@ impl Node {
             proc: None,
             log: dir.path().join(format!("node-{tag}.log")),
         };
-        n.restart();
-        n
+        n.try_restart().then_some(n)
     }
 
     /// Starts (again) on the same ports.
     pub fn restart(&mut self) {
+        assert!(
+            self.try_restart(),
+            "node {}: {} or {} is taken",
+            self.name,
+            self.app,
+            self.agent
+        );
+    }
+
+    /// False: one of its ports is taken.
+    fn try_restart(&mut self) -> bool {
         let mut cmd = Command::new(bin("demo-node"));
         cmd.args(["--name", &self.name])
             .args(["--listen", &self.app.to_string()])
@@ -63,21 +87,20 @@ impl Node {
             .args(["--version", &self.version])
             .arg("--journal")
             .arg(&self.journal);
-        self.proc = Some(Proc::spawn(
-            &format!("node {}", self.name),
-            cmd,
-            Some(&self.log),
-        ));
-        assert!(
-            wait_for_port(self.app, Duration::from_secs(10)),
-            "node {} app",
-            self.name
-        );
-        assert!(
-            wait_for_port(self.agent, Duration::from_secs(10)),
-            "node {} agent",
-            self.name
-        );
+        let mut proc = Proc::spawn(&format!("node {}", self.name), cmd, Some(&self.log));
+        let started = wait_started(&mut proc, &[self.app, self.agent], Duration::from_secs(10));
+        self.proc = Some(proc);
+        match started {
+            Started::Up => true,
+            Started::PortTaken => false,
+            Started::Failed => panic!(
+                "node {} did not open {} and {}; log:\n{}",
+                self.name,
+                self.app,
+                self.agent,
+                self.proc.as_ref().map(Proc::log_text).unwrap_or_default()
+            ),
+        }
     }
 
     pub fn signal(&self, sig: &str) {
@@ -178,51 +201,48 @@ impl Gateway {
         o: &GwOpts,
         extra: &str,
     ) -> Gateway {
-        let http = free_addr();
-        let metrics = free_addr();
-        let admin = free_addr();
         let token = "test-token-0123456789abcdef".to_string();
         let token_file = dir.path().join("admin.token");
         crate::write_secret(&token_file, &format!("{token}\n"));
         if let Some(t) = o.read_token {
             crate::write_secret(&dir.path().join("read.token"), t);
         }
-        let audit = dir.path().join("audit.log");
-        let https = o.https.then(free_addr);
         let (cert, key) = crate::write_dev_cert(
             &dir.path().join("tls"),
             &["localhost".to_string(), "127.0.0.1".to_string()],
         )
         .expect("dev cert");
-        let config = dir.path().join("gateway.yaml");
-        let log = dir.path().join("gateway.log");
-        let mut cmd = Command::new(bin("gateway"));
-        cmd.arg("--config").arg(&config).envs(o.env.iter().cloned());
-        let mut gw = Gateway {
-            admin,
-            token,
-            audit,
-            http,
-            https,
-            metrics,
-            config,
-            cert,
-            key,
-            // Replaced below once the config is written.
-            proc: Proc::spawn("true", Command::new("true"), None),
-            log,
-            nodes: targets,
-        };
-        gw.write_config(o, extra);
-        gw.proc = Proc::spawn("gateway", cmd, Some(&gw.log));
-        assert!(
-            wait_for_port(http, Duration::from_secs(15)),
-            "gateway did not open {http}; log:\n{}",
-            std::fs::read_to_string(&gw.log).unwrap_or_default()
-        );
-        assert!(wait_for_port(metrics, Duration::from_secs(5)));
-        assert!(wait_for_port(admin, Duration::from_secs(5)));
-        gw
+        on_free_ports("gateway", || {
+            let mut cmd = Command::new(bin("gateway"));
+            let config = dir.path().join("gateway.yaml");
+            cmd.arg("--config").arg(&config).envs(o.env.iter().cloned());
+            let mut gw = Gateway {
+                admin: free_addr(),
+                token: token.clone(),
+                audit: dir.path().join("audit.log"),
+                http: free_addr(),
+                https: o.https.then(free_addr),
+                metrics: free_addr(),
+                config,
+                cert: cert.clone(),
+                key: key.clone(),
+                // Replaced below once the config is written.
+                proc: Proc::spawn("true", Command::new("true"), None),
+                log: dir.path().join("gateway.log"),
+                nodes: targets.clone(),
+            };
+            gw.write_config(o, extra);
+            gw.proc = Proc::spawn("gateway", cmd, Some(&gw.log));
+            let ports = [gw.http, gw.metrics, gw.admin];
+            match wait_started(&mut gw.proc, &ports, Duration::from_secs(15)) {
+                Started::Up => Some(gw),
+                Started::PortTaken => None,
+                Started::Failed => panic!(
+                    "gateway did not open {ports:?}; log:\n{}",
+                    gw.proc.log_text()
+                ),
+            }
+        })
     }
 
     /// Writes the config file for `o` with the gateway's ports; `extra` is

@@ -1,7 +1,7 @@
 //! The real `ticketing` binary on an ephemeral loopback port, on SQLite or
 //! on a fresh PostgreSQL database of its own.
 
-use crate::{bin, free_addr, wait_for_port, Proc, TempDir};
+use crate::{bin, free_addr, on_free_ports, wait_started, Proc, Started, TempDir};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -159,35 +159,39 @@ impl Ticketing {
         edit: &dyn Fn(String) -> String,
     ) -> Ticketing {
         write_tokens(dir);
-        let addr = free_addr();
-        let metrics = free_addr();
-        let cfg = dir.path().join(format!("ticketing-{node}.yaml"));
-        std::fs::write(
-            &cfg,
-            edit(config(
+        on_free_ports(&format!("ticketing {node}"), || {
+            let addr = free_addr();
+            let metrics = free_addr();
+            let cfg = dir.path().join(format!("ticketing-{node}.yaml"));
+            let yaml = edit(config(
                 node,
                 addr,
                 metrics,
                 database.unwrap_or("sqlite://tickets.db"),
-            )),
-        )
-        .unwrap();
-        let log = dir.path().join(format!("ticketing-{node}.log"));
-        let mut cmd = Command::new(bin("ticketing"));
-        cmd.arg("--config").arg(&cfg).envs(env.iter().cloned());
-        let proc = Proc::spawn(&format!("ticketing {node}"), cmd, Some(&log));
-        assert!(
-            wait_for_port(addr, Duration::from_secs(20)),
-            "ticketing did not open {addr}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        Ticketing {
-            addr,
-            metrics,
-            config: cfg,
-            log,
-            proc,
-        }
+            ));
+            // An edit may take the metrics listener out.
+            let ports = if yaml.contains(&metrics.to_string()) {
+                vec![addr, metrics]
+            } else {
+                vec![addr]
+            };
+            std::fs::write(&cfg, yaml).unwrap();
+            let log = dir.path().join(format!("ticketing-{node}.log"));
+            let mut cmd = Command::new(bin("ticketing"));
+            cmd.arg("--config").arg(&cfg).envs(env.iter().cloned());
+            let mut proc = Proc::spawn(&format!("ticketing {node}"), cmd, Some(&log));
+            match wait_started(&mut proc, &ports, Duration::from_secs(20)) {
+                Started::Up => Some(Ticketing {
+                    addr,
+                    metrics,
+                    config: cfg,
+                    log,
+                    proc,
+                }),
+                Started::PortTaken => None,
+                Started::Failed => panic!("ticketing did not open {addr}: {}", proc.log_text()),
+            }
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

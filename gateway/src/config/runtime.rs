@@ -220,10 +220,9 @@ pub struct HealthCheck {
 
 impl HealthCheck {
     /// Longest time from a node hanging to it being declared down by the
-    /// active checks: up to one interval until the next check starts, then
-    /// `fall` checks that each last at most max(timeout, interval).
+    /// active checks (see [`crate::health::detection_bound`]).
     pub fn detection_bound(&self) -> Duration {
-        self.interval + self.interval.max(self.timeout) * self.fall
+        crate::health::detection_bound(self.interval, self.timeout, self.fall)
     }
 }
 
