@@ -13,6 +13,10 @@ import http.client
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 QUICK = "--quick" in sys.argv
+# `--compare BIN`: a second gateway binary (an earlier build, see
+# bench/before-after) measured in the same run as `twinport-before`; the
+# table goes to bench/BEFORE-AFTER.md and the failover trials are skipped.
+COMPARE = sys.argv[sys.argv.index("--compare") + 1] if "--compare" in sys.argv else None
 ROUNDS = 1 if QUICK else 2
 DURATION = 3 if QUICK else 4
 CONNS = 50
@@ -128,7 +132,7 @@ class Proxy:
         cert_file, key_file = tls
         d = f"{TMP}/{kind}-{threads}-{self.http}"
         os.makedirs(d)
-        if kind == "twinport":
+        if kind.startswith("twinport"):
             conf = f"""listeners:
   http: 127.0.0.1:{self.http}
   https: {{address: 127.0.0.1:{self.https}, certificate: {cert_file}, key: {key_file}}}
@@ -141,7 +145,8 @@ watch_config: false
 server: {{threads: {threads}, grace_period: 0s, graceful_shutdown_timeout: 1s, pid_file: {d}/gw.pid, upgrade_socket: {d}/up.sock}}
 """
             open(f"{d}/gateway.yaml", "w").write(conf)
-            cmd = [f"{BIN}/gateway", "--config", f"{d}/gateway.yaml"]
+            gateway = COMPARE if kind == "twinport-before" else f"{BIN}/gateway"
+            cmd = [gateway, "--config", f"{d}/gateway.yaml"]
             env = {**os.environ, "RUST_LOG": "warn"}
         elif kind == "haproxy":
             conf = f"""global
@@ -344,7 +349,8 @@ def main():
 
     plain = {}
     for threads in (1, 2):
-        targets = [Direct(a)] + [Proxy(k, a, b, threads, tls) for k in ("twinport", "haproxy", "nginx")]
+        kinds = ("twinport", "twinport-before", "haproxy", "nginx") if COMPARE else ("twinport", "haproxy", "nginx")
+        targets = [Direct(a)] + [Proxy(k, a, b, threads, tls) for k in kinds]
         rows = {t.kind: [] for t in targets}
         https_rows = {t.kind: {"ka": [], "new": [], "h2": []} for t in targets[1:]}
         for _ in range(ROUNDS):
@@ -382,6 +388,11 @@ def main():
         for t in targets[1:]:
             t.close()
 
+    if COMPARE:
+        say(f"`twinport-before` is {COMPARE}; `twinport` this checkout's build. Run took {time.time() - started:.0f} s.")
+        with open(os.path.join(ROOT, "bench", "BEFORE-AFTER.md"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return
     say(f"## Failover: primary's death to the first answer from the twin ({TRIALS} trials each)\n")
     say("A probe request every 5 ms, each on a new connection, none waiting for another; 'failed' counts answers "
         "other than 200 within the 1.6 s after the fault (requests still hanging then are not counted). HAProxy: `inter 250 fall 2 rise 3`, "
