@@ -9,9 +9,12 @@ use crate::config::{Branch, Config, Tokens};
 use crate::metrics::Metrics;
 use crate::queue;
 use crate::store::{Store, StoreError, Ticket};
+pub use crate::views::TicketView;
+use crate::views::{
+    BoardCall, BoardView, BranchView, DeskQueue, DeskServices, DeskView, HourStats,
+    PriorityGroupView, ServiceName, ServiceQueue, ServiceStats, StatsView,
+};
 use chrono::{TimeZone, Timelike};
-use serde::Serialize;
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,24 +66,6 @@ pub struct App {
     pub kiosk_rate: pingora_limits::rate::Rate,
     /// When the gauges were last read from the store.
     gauges_read: tokio::sync::Mutex<Option<Instant>>,
-}
-
-/// What a kiosk shows and prints, and what tracking shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct TicketView {
-    pub id: String,
-    pub branch: String,
-    pub display: String,
-    pub service: String,
-    pub service_name: crate::config::Names,
-    pub status: String,
-    pub desk: Option<String>,
-    /// Visitors of the same service before this one.
-    pub position: usize,
-    /// `None` while no open desk serves the service (or once called).
-    pub estimated_wait_seconds: Option<i64>,
-    pub issued_at: String,
-    pub tracking_url: String,
 }
 
 fn rfc3339(ms: Millis) -> String {
@@ -252,61 +237,83 @@ impl App {
 
     /// What a kiosk shows before a touch: services with their queues (an
     /// estimate only where an open desk serves the service).
-    pub async fn branch_view(&self, b: &Branch) -> Result<Value, StoreError> {
+    pub async fn branch_view(&self, b: &Branch) -> Result<BranchView, StoreError> {
         let w = self.workload(b).await?;
-        let mut services = Vec::new();
-        for s in &b.services {
-            let n = w.waiting_for(&s.prefix);
-            services.push(json!({
-                "prefix": s.prefix, "name": s.name, "waiting": n,
-                "desks_open": w.desks.iter().filter(|d| d.contains(&s.prefix)).count(),
-                "estimated_wait_seconds": w.estimate(&s.prefix, n),
-                "target_wait_seconds": s.target_wait.as_secs(),
-            }));
-        }
-        let groups: Vec<Value> = b
-            .priority_groups
+        let services = b
+            .services
             .iter()
-            .map(|g| json!({"id": g.id, "name": g.name}))
+            .map(|s| {
+                let n = w.waiting_for(&s.prefix);
+                ServiceQueue {
+                    prefix: s.prefix.clone(),
+                    name: s.name.clone(),
+                    waiting: n,
+                    desks_open: w.desks.iter().filter(|d| d.contains(&s.prefix)).count(),
+                    estimated_wait_seconds: w.estimate(&s.prefix, n),
+                    target_wait_seconds: s.target_wait.as_secs(),
+                }
+            })
             .collect();
-        let desks: Vec<Value> = b
-            .desks
-            .iter()
-            .map(|d| json!({"id": d.id, "services": d.services}))
-            .collect();
-        Ok(json!({
-            "id": b.id, "name": b.name, "time_zone": b.tz.name(),
-            "open": b.hours.is_open(b.tz, self.now()),
-            "services": services, "priority_groups": groups, "desks": desks,
-        }))
+        Ok(BranchView {
+            id: b.id.clone(),
+            name: b.name.clone(),
+            time_zone: b.tz.name().to_string(),
+            open: b.hours.is_open(b.tz, self.now()),
+            services,
+            priority_groups: b
+                .priority_groups
+                .iter()
+                .map(|g| PriorityGroupView {
+                    id: g.id.clone(),
+                    name: g.name.clone(),
+                })
+                .collect(),
+            desks: b
+                .desks
+                .iter()
+                .map(|d| DeskServices {
+                    id: d.id.clone(),
+                    services: d.services.clone(),
+                })
+                .collect(),
+        })
     }
 
     /// The display board: recent calls (no personal data: numbers and
     /// desks only) and how many wait per service.
-    pub async fn board_view(&self, b: &Branch) -> Result<Value, StoreError> {
-        let calls: Vec<Value> = self
+    pub async fn board_view(&self, b: &Branch) -> Result<BoardView, StoreError> {
+        let calls = self
             .store
             .recent_calls(&b.id, &self.today(b), 8)
             .await?
-            .iter()
-            .map(|t| json!({"display": t.display, "desk": t.desk, "called_at": t.called_at, "recalls": t.recalls, "status": t.status}))
+            .into_iter()
+            .map(|t| BoardCall {
+                display: t.display,
+                desk: t.desk,
+                called_at: t.called_at,
+                recalls: t.recalls,
+                status: t.status,
+            })
             .collect();
         let waiting = self.store.waiting_counts(&b.id, &self.today(b)).await?;
-        let per: BTreeMap<&str, usize> = b
+        let waiting = b
             .services
             .iter()
             .map(|s| {
-                (
-                    s.prefix.as_str(),
-                    waiting.get(&s.prefix).copied().unwrap_or(0),
-                )
+                let n = waiting.get(&s.prefix).copied().unwrap_or(0);
+                (s.prefix.clone(), n)
             })
             .collect();
-        Ok(json!({"branch": b.id, "name": b.name, "calls": calls, "waiting": per}))
+        Ok(BoardView {
+            branch: b.id.clone(),
+            name: b.name.clone(),
+            calls,
+            waiting,
+        })
     }
 
     /// A desk's console: its current ticket and the queues it serves.
-    pub async fn desk_view(&self, b: &Branch, desk: &str) -> Result<Value, StoreError> {
+    pub async fn desk_view(&self, b: &Branch, desk: &str) -> Result<DeskView, StoreError> {
         let d = b.desk(desk).ok_or_else(|| {
             StoreError::NotFound(format!("no desk `{desk}` in branch `{}`", b.id))
         })?;
@@ -315,31 +322,40 @@ impl App {
             None => None,
         };
         let waiting = self.store.waiting_counts(&b.id, &self.today(b)).await?;
-        let queues: Vec<Value> = d
+        let queues = d
             .services
             .iter()
-            .map(|s| json!({"service": s, "waiting": waiting.get(s).copied().unwrap_or(0)}))
+            .map(|s| DeskQueue {
+                service: s.clone(),
+                waiting: waiting.get(s).copied().unwrap_or(0),
+            })
             .collect();
         let open = self.store.open_desks(&b.id).await?.contains(&d.id);
-        let services: Vec<Value> = b
-            .services
-            .iter()
-            .map(|s| json!({"prefix": s.prefix, "name": s.name}))
-            .collect();
-        let desks: Vec<&str> = b
-            .desks
-            .iter()
-            .map(|x| x.id.as_str())
-            .filter(|x| *x != desk)
-            .collect();
-        Ok(
-            json!({"branch": b.id, "desk": desk, "open": open, "current": current, "queues": queues,
-                  "transfer_services": services, "transfer_desks": desks}),
-        )
+        Ok(DeskView {
+            branch: b.id.clone(),
+            desk: desk.to_string(),
+            open,
+            current,
+            queues,
+            transfer_services: b
+                .services
+                .iter()
+                .map(|s| ServiceName {
+                    prefix: s.prefix.clone(),
+                    name: s.name.clone(),
+                })
+                .collect(),
+            transfer_desks: b
+                .desks
+                .iter()
+                .map(|x| x.id.clone())
+                .filter(|x| x != desk)
+                .collect(),
+        })
     }
 
     /// Statistics of one branch-local day: per service and per hour.
-    pub async fn stats_view(&self, b: &Branch, day: &str) -> Result<Value, StoreError> {
+    pub async fn stats_view(&self, b: &Branch, day: &str) -> Result<StatsView, StoreError> {
         let tickets = self.store.tickets_of_day(&b.id, day).await?;
         let mut services = Vec::new();
         for s in &b.services {
@@ -374,22 +390,25 @@ impl App {
                     Some(v.iter().sum::<i64>() / v.len() as i64 / 1000)
                 }
             };
-            services.push(json!({
-                "service": s.prefix, "name": s.name,
-                "issued": issued,
-                "served": mine.iter().filter(|t| t.status == "done").count(),
-                "no_shows": mine.iter().filter(|t| t.status == "no_show").count(),
-                "not_served": unserved.len(),
-                "not_served_mean_wait_seconds": mean(&unserved_waits),
-                "waiting_now": mine.iter().filter(|t| t.status == "waiting").count(),
-                "mean_wait_seconds": mean(&waits),
-                "max_wait_seconds": waits.iter().max().map(|w| w / 1000),
-                "mean_service_seconds": mean(&served),
-                "within_target_share": if waits.is_empty() { None } else {
+            services.push(ServiceStats {
+                service: s.prefix.clone(),
+                name: s.name.clone(),
+                issued,
+                served: mine.iter().filter(|t| t.status == "done").count(),
+                no_shows: mine.iter().filter(|t| t.status == "no_show").count(),
+                not_served: unserved.len(),
+                not_served_mean_wait_seconds: mean(&unserved_waits),
+                waiting_now: mine.iter().filter(|t| t.status == "waiting").count(),
+                mean_wait_seconds: mean(&waits),
+                max_wait_seconds: waits.iter().max().map(|w| w / 1000),
+                mean_service_seconds: mean(&served),
+                within_target_share: if waits.is_empty() {
+                    None
+                } else {
                     Some(waits.iter().filter(|w| **w <= target).count() as f64 / waits.len() as f64)
                 },
-                "target_wait_seconds": s.target_wait.as_secs(),
-            }));
+                target_wait_seconds: s.target_wait.as_secs(),
+            });
         }
         let mut hours: BTreeMap<u32, (usize, usize, usize)> = BTreeMap::new();
         for t in &tickets {
@@ -406,14 +425,23 @@ impl App {
                 hours.entry(h).or_default().2 += 1;
             }
         }
-        let per_hour: Vec<Value> = hours
+        let per_hour = hours
             .into_iter()
-            .map(|(h, (issued, no_shows, not_served))| json!({"hour": h, "issued": issued, "no_shows": no_shows, "not_served": not_served}))
+            .map(|(hour, (issued, no_shows, not_served))| HourStats {
+                hour,
+                issued,
+                no_shows,
+                not_served,
+            })
             .collect();
         let closed = self.store.day_closed(&b.id, day).await?;
-        Ok(
-            json!({"branch": b.id, "day": day, "closed": closed, "services": services, "per_hour": per_hour}),
-        )
+        Ok(StatsView {
+            branch: b.id.clone(),
+            day: day.to_string(),
+            closed,
+            services,
+            per_hour,
+        })
     }
 
     /// Reads the gauges of every branch from the store (waiting visitors

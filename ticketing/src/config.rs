@@ -113,7 +113,8 @@ pub mod file {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// A name in Polish and English.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Names {
     pub pl: String,
     pub en: String,

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod pages;
 pub mod queue;
 pub mod store;
+pub mod views;
 
 use std::future::Future;
 use std::sync::Arc;

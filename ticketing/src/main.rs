@@ -1,4 +1,5 @@
 //! `ticketing --config FILE`: the queue-ticketing service.
+//! `ticketing --openapi`: prints the API's OpenAPI document.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -15,8 +16,11 @@ use twinport_ops::logging::{self, LogFormat};
 )]
 struct Args {
     /// The service's YAML configuration.
-    #[arg(short, long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(short, long, value_name = "FILE", required_unless_present = "openapi")]
+    config: Option<PathBuf>,
+    /// Print the API's OpenAPI document (generated from the code) and exit.
+    #[arg(long, conflicts_with_all = ["config", "check"])]
+    openapi: bool,
     /// Check the configuration, print the result and exit.
     #[arg(long)]
     check: bool,
@@ -26,13 +30,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.openapi {
+        print!("{}", ticketing::api::document());
+        return ExitCode::SUCCESS;
+    }
+    let Some(path) = args.config else {
+        unreachable!("clap requires --config without --openapi")
+    };
     logging::init(args.log_format);
-    let config = match cli::config_or_exit(
-        "ticketing",
-        &args.config,
-        args.check,
-        ticketing::config::load,
-    ) {
+    let config = match cli::config_or_exit("ticketing", &path, args.check, ticketing::config::load)
+    {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -43,7 +50,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let path = args.config.clone();
     let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -8,13 +8,20 @@ use crate::config::Branch;
 use serde::Serialize;
 use sqlx::Row;
 
-#[derive(Debug, Clone, Serialize)]
+/// A booked visit: a code and a slot, no personal data.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Booking {
+    /// What the visitor types at a kiosk.
+    #[schema(example = "K7M2QX9P")]
     pub code: String,
     pub service: String,
+    /// Unix ms.
     pub slot: i64,
+    /// The branch-local day, YYYY-MM-DD.
     pub day: String,
+    /// `booked`, `checked_in` or `cancelled`.
     pub status: String,
+    /// The ticket it checked in as.
     pub ticket_id: Option<String>,
 }
 
