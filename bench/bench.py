@@ -3,7 +3,7 @@
 
 Every proxy fronts the same two demo-node backends as an active-standby pair
 with health checks (nginx OSS has no active checks: passive only), with one
-worker thread, then two. Targets are measured in alternation (A/B/A/B) so
+worker thread, then two. Targets are measured in alternation (A/B/B/A) so
 that drift of the machine hits all of them alike; the table shows medians.
 Only loopback addresses are used; every load is bounded in time.
 """
@@ -17,7 +17,8 @@ QUICK = "--quick" in sys.argv
 # bench/before-after) measured in the same run as `twinport-before`; the
 # table goes to bench/BEFORE-AFTER.md and the failover trials are skipped.
 COMPARE = sys.argv[sys.argv.index("--compare") + 1] if "--compare" in sys.argv else None
-ROUNDS = 1 if QUICK else 2
+# `--rounds N`: more alternating rounds for a steadier median.
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else (1 if QUICK else 2)
 DURATION = 3 if QUICK else 4
 CONNS = 50
 TRIALS = 5 if QUICK else 20
@@ -345,7 +346,7 @@ def main():
     say(f"# Twinport benchmark\n\n`bench/run{' --quick' if QUICK else ''}` on {os.cpu_count()} cores ({cpu}), "
         f"{platform.system()} {platform.release()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"Backend: two `demo-node` processes (release); load: wrk, 2 threads, {CONNS} connections, {DURATION} s per run, "
-        f"{ROUNDS} alternating rounds (medians). Backend, proxy and load generator share the same cores.\n")
+        f"{ROUNDS} rounds, every other one in reverse order (medians). Backend, proxy and load generator share the same cores.\n")
 
     plain = {}
     for threads in (1, 2):
@@ -353,11 +354,14 @@ def main():
         targets = [Direct(a)] + [Proxy(k, a, b, threads, tls) for k in kinds]
         rows = {t.kind: [] for t in targets}
         https_rows = {t.kind: {"ka": [], "new": [], "h2": []} for t in targets[1:]}
-        for _ in range(ROUNDS):
-            for t in targets:
+        for n in range(ROUNDS):
+            # Every other round in the opposite order, so that whatever
+            # drifts within a round (warmth, frequency) favours no target.
+            order = targets if n % 2 == 0 else targets[::-1]
+            for t in order:
                 rows[t.kind].append(measure(t, lambda: wrk(f"http://127.0.0.1:{t.http}/whoami")))
             if threads == 1:
-                for t in targets[1:]:
+                for t in [t for t in order if not isinstance(t, Direct)]:
                     https_rows[t.kind]["ka"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami")))
                     https_rows[t.kind]["new"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami", conns=20, close=True)))
                     https_rows[t.kind]["h2"].append(measure(t, lambda: h2load(t.https)))
