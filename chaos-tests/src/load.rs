@@ -174,8 +174,15 @@ pub async fn run(base: String, plan: Plan, t0: Instant, stop: Arc<AtomicBool>) -
                     .header("idempotency-key", format!("desk{w}-press{press}"));
                 let (r, json) = send(Kind::Desk, req, t0, false).await;
                 let ok = r.ok;
+                // A press without a definitive answer (a 5xx, a broken
+                // connection) may have acted: it is sent again with the same
+                // key (what the key is for), and the store answers as it
+                // did. A new key would finish a ticket twice over: a 409.
+                let definitive = ok || (400..500).contains(&r.status);
                 out.records.push(r);
-                press += 1;
+                if definitive {
+                    press += 1;
+                }
                 // call-next → finish → call-next ...; nobody waiting: pause.
                 action = match (action, ok) {
                     ("call-next", true) if !json["called"].is_null() => "finish",
