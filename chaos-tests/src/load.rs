@@ -82,121 +82,44 @@ pub struct Outcome {
     pub abandoned: Vec<String>,
 }
 
+/// When a worker stops: the scenario said so, the deadline passed, or it
+/// sent its most requests.
+#[derive(Clone)]
+struct Limits {
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    max: usize,
+}
+
+impl Limits {
+    fn go(&self, sent: usize) -> bool {
+        !self.stop.load(Ordering::Relaxed) && Instant::now() < self.deadline && sent < self.max
+    }
+}
+
 /// Runs the plan against `base` (the gateway) until the deadline or `stop`.
 pub async fn run(base: String, plan: Plan, t0: Instant, stop: Arc<AtomicBool>) -> Outcome {
-    let deadline = t0 + plan.duration;
-    let mut tasks = Vec::new();
-    let go = move |stop: &AtomicBool, i: usize| {
-        !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < plan.max_per_worker
+    let limits = Limits {
+        stop,
+        deadline: t0 + plan.duration,
+        max: plan.max_per_worker,
     };
+    let mut tasks = Vec::new();
     for w in 0..plan.browsers {
-        let (base, stop) = (base.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let c = client();
-            let mut out = Outcome::default();
-            let mut i = 0;
-            while go(&stop, i) {
-                let path = if (i + w) % 2 == 0 {
-                    format!("/api/v1/branches/{BRANCH}/board")
-                } else {
-                    format!("/api/v1/branches/{BRANCH}")
-                };
-                let (r, _) = send(Kind::Browse, c.get(format!("{base}{path}")), t0, false).await;
-                out.records.push(r);
-                i += 1;
-            }
-            out
-        }));
+        tasks.push(tokio::spawn(browser(base.clone(), w, t0, limits.clone())));
     }
     for w in 0..plan.kiosks {
-        let (base, stop) = (base.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let c = client();
-            let mut out = Outcome::default();
-            let services = ["A", "B", "C"];
-            let mut i = 0;
-            while go(&stop, out.records.len()) {
-                let key = format!("kiosk{w}-touch{i}");
-                let body = format!(r#"{{"service":"{}"}}"#, services[i % 3]);
-                let touched = Instant::now();
-                let mut resend = false;
-                let mut got: Option<(String, String)> = None;
-                loop {
-                    let req = c
-                        .post(format!("{base}/api/v1/branches/{BRANCH}/tickets"))
-                        .bearer_auth(KIOSK_TOKEN)
-                        .header("idempotency-key", &key)
-                        .header("content-type", "application/json")
-                        .body(body.clone());
-                    let (r, json) = send(Kind::Issue, req, t0, resend).await;
-                    let ok = r.ok;
-                    out.records.push(r);
-                    if ok {
-                        let id = json["id"].as_str().unwrap_or_default().to_string();
-                        let display = json["display"].as_str().unwrap_or_default().to_string();
-                        if let Some((first, _)) = &got {
-                            if *first != id {
-                                out.conflicting.push(key.clone());
-                            }
-                        }
-                        got = Some((id, display));
-                        break;
-                    }
-                    if touched.elapsed() > plan.settle {
-                        break;
-                    }
-                    resend = true;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                match got {
-                    Some((id, display)) => out.acks.push(Ack { key, id, display }),
-                    None => out.abandoned.push(key),
-                }
-                i += 1;
-            }
-            out
-        }));
+        let settle = plan.settle;
+        tasks.push(tokio::spawn(kiosk(
+            base.clone(),
+            w,
+            t0,
+            limits.clone(),
+            settle,
+        )));
     }
     for w in 0..plan.desks {
-        let (base, stop) = (base.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let c = client();
-            let mut out = Outcome::default();
-            let desk = ["1", "2", "3"][w % 3];
-            let mut press = 0;
-            let mut action = "call-next";
-            while go(&stop, out.records.len()) {
-                let req = c
-                    .post(format!(
-                        "{base}/api/v1/branches/{BRANCH}/desks/{desk}/{action}"
-                    ))
-                    .bearer_auth(DESK_TOKEN)
-                    .header("idempotency-key", format!("desk{w}-press{press}"));
-                let (r, json) = send(Kind::Desk, req, t0, false).await;
-                let ok = r.ok;
-                // A press without a definitive answer (a 5xx, a broken
-                // connection) may have acted: it is sent again with the same
-                // key (what the key is for), and the store answers as it
-                // did. A new key would finish a ticket twice over: a 409.
-                let definitive = ok || (400..500).contains(&r.status);
-                out.records.push(r);
-                if definitive {
-                    press += 1;
-                }
-                // call-next → finish → call-next ...; nobody waiting: pause.
-                action = match (action, ok) {
-                    ("call-next", true) if !json["called"].is_null() => "finish",
-                    ("call-next", _) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        "call-next"
-                    }
-                    ("finish", true) => "call-next",
-                    _ => action,
-                };
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            out
-        }));
+        tasks.push(tokio::spawn(desk(base.clone(), w, t0, limits.clone())));
     }
     let mut all = Outcome::default();
     for t in tasks {
@@ -209,6 +132,112 @@ pub async fn run(base: String, plan: Plan, t0: Instant, stop: Arc<AtomicBool>) -
     }
     all.records.sort_by_key(|r| r.start);
     all
+}
+
+/// Reads the board and the branch, alternately.
+async fn browser(base: String, w: usize, t0: Instant, limits: Limits) -> Outcome {
+    let c = client();
+    let mut out = Outcome::default();
+    let mut i = 0;
+    while limits.go(i) {
+        let path = if (i + w) % 2 == 0 {
+            format!("/api/v1/branches/{BRANCH}/board")
+        } else {
+            format!("/api/v1/branches/{BRANCH}")
+        };
+        let (r, _) = send(Kind::Browse, c.get(format!("{base}{path}")), t0, false).await;
+        out.records.push(r);
+        i += 1;
+    }
+    out
+}
+
+/// Touches for tickets, each sent again with its key until printed.
+async fn kiosk(base: String, w: usize, t0: Instant, limits: Limits, settle: Duration) -> Outcome {
+    let c = client();
+    let mut out = Outcome::default();
+    let services = ["A", "B", "C"];
+    let mut i = 0;
+    while limits.go(out.records.len()) {
+        let key = format!("kiosk{w}-touch{i}");
+        let body = format!(r#"{{"service":"{}"}}"#, services[i % 3]);
+        let touched = Instant::now();
+        let mut resend = false;
+        let mut got: Option<(String, String)> = None;
+        loop {
+            let req = c
+                .post(format!("{base}/api/v1/branches/{BRANCH}/tickets"))
+                .bearer_auth(KIOSK_TOKEN)
+                .header("idempotency-key", &key)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            let (r, json) = send(Kind::Issue, req, t0, resend).await;
+            let ok = r.ok;
+            out.records.push(r);
+            if ok {
+                let id = json["id"].as_str().unwrap_or_default().to_string();
+                let display = json["display"].as_str().unwrap_or_default().to_string();
+                if let Some((first, _)) = &got {
+                    if *first != id {
+                        out.conflicting.push(key.clone());
+                    }
+                }
+                got = Some((id, display));
+                break;
+            }
+            if touched.elapsed() > settle {
+                break;
+            }
+            resend = true;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        match got {
+            Some((id, display)) => out.acks.push(Ack { key, id, display }),
+            None => out.abandoned.push(key),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Calls and finishes visitors at desk 1, 2 or 3.
+async fn desk(base: String, w: usize, t0: Instant, limits: Limits) -> Outcome {
+    let c = client();
+    let mut out = Outcome::default();
+    let desk = ["1", "2", "3"][w % 3];
+    let mut press = 0;
+    let mut action = "call-next";
+    while limits.go(out.records.len()) {
+        let req = c
+            .post(format!(
+                "{base}/api/v1/branches/{BRANCH}/desks/{desk}/{action}"
+            ))
+            .bearer_auth(DESK_TOKEN)
+            .header("idempotency-key", format!("desk{w}-press{press}"));
+        let (r, json) = send(Kind::Desk, req, t0, false).await;
+        let ok = r.ok;
+        // A press without a definitive answer (a 5xx, a broken
+        // connection) may have acted: it is sent again with the same
+        // key (what the key is for), and the store answers as it
+        // did. A new key would finish a ticket twice over: a 409.
+        let definitive = ok || (400..500).contains(&r.status);
+        out.records.push(r);
+        if definitive {
+            press += 1;
+        }
+        // call-next → finish → call-next ...; nobody waiting: pause.
+        action = match (action, ok) {
+            ("call-next", true) if !json["called"].is_null() => "finish",
+            ("call-next", _) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                "call-next"
+            }
+            ("finish", true) => "call-next",
+            _ => action,
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    out
 }
 
 fn client() -> reqwest::Client {
