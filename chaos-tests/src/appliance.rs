@@ -147,7 +147,7 @@ impl Node {
     pub fn says_port_taken(&self) -> bool {
         let app_log = self.log.with_file_name(format!("app-{}.log", self.name));
         self.agent.as_ref().is_some_and(Proc::says_port_taken)
-            || std::fs::read_to_string(app_log).is_ok_and(|t| t.contains("Address already in use"))
+            || std::fs::read_to_string(app_log).is_ok_and(|t| devtools::says_port_taken(&t))
     }
 
     /// Starts the agent (which starts the app, stopping an orphan first).

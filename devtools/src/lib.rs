@@ -153,12 +153,9 @@ impl Proc {
         String::from_utf8_lossy(&bytes[from..]).into_owned()
     }
 
-    /// It said that a port it was given is taken: ours say "Address
-    /// already in use", pingora's listeners "... is in use, will try
-    /// again" (they keep trying for a while).
+    /// It said that a port it was given is taken ([`says_port_taken`]).
     pub fn says_port_taken(&self) -> bool {
-        let text = self.log_text();
-        text.contains("Address already in use") || text.contains(" is in use, will try again")
+        says_port_taken(&self.log_text())
     }
 
     pub fn pid(&self) -> i32 {
@@ -210,6 +207,13 @@ impl Drop for Proc {
             .status();
         self.kill();
     }
+}
+
+/// A daemon's log `text` says that a port it was given is taken: ours say
+/// "Address already in use", pingora's listeners "... is in use, will try
+/// again" (they keep trying for a while).
+pub fn says_port_taken(text: &str) -> bool {
+    text.contains("Address already in use") || text.contains(" is in use, will try again")
 }
 
 /// How a daemon started on ports from [`free_addr`] came up.
