@@ -13,10 +13,24 @@ import http.client
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 QUICK = "--quick" in sys.argv
-# `--compare BIN`: a second gateway binary (an earlier build, see
-# bench/before-after) measured in the same run as `twinport-before`; the
-# table goes to bench/BEFORE-AFTER.md and the failover trials are skipped.
-COMPARE = sys.argv[sys.argv.index("--compare") + 1] if "--compare" in sys.argv else None
+# `--compare [LABEL=]BIN` (repeatable): more gateway binaries (earlier
+# builds, see bench/before-after and bench/levers) measured in the same run
+# beside this checkout's build; the label defaults to `twinport-before`. The
+# table goes to bench/BEFORE-AFTER.md (or the file of `--out FILE`) and the
+# failover trials are skipped.
+COMPARE = {}
+for i, arg in enumerate(sys.argv):
+    if arg == "--compare":
+        label, _, path = sys.argv[i + 1].rpartition("=")
+        label = label or "twinport-before"
+        # The label names the row; a Proxy whose kind starts with
+        # "twinport" runs the gateway binary.
+        COMPARE[label if label.startswith("twinport") else f"twinport-{label}"] = path
+OUT = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
+# `--only plain1,https,pinned`: only these sections (default: all of them).
+ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else None
+# Pinned tables: the proxy on CPU 0, load generator and backends on CPU 1.
+PROXY_CPU, LOAD_CPU = "0", "1"
 # `--rounds N`: more alternating rounds for a steadier median.
 ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else (1 if QUICK else 2)
 DURATION = 3 if QUICK else 4
@@ -146,7 +160,7 @@ watch_config: false
 server: {{threads: {threads}, grace_period: 0s, graceful_shutdown_timeout: 1s, pid_file: {d}/gw.pid, upgrade_socket: {d}/up.sock}}
 """
             open(f"{d}/gateway.yaml", "w").write(conf)
-            gateway = COMPARE if kind == "twinport-before" else f"{BIN}/gateway"
+            gateway = COMPARE.get(kind, f"{BIN}/gateway")
             cmd = [gateway, "--config", f"{d}/gateway.yaml"]
             env = {**os.environ, "RUST_LOG": "warn"}
         elif kind == "haproxy":
@@ -247,8 +261,18 @@ end
 """)
 
 
-def wrk(url, conns=CONNS, close=False, seconds=DURATION):
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s", WRK_SCRIPT]
+def pin(pid, cpus):
+    """Every thread of pid and its descendants on `cpus` (e.g. "0" or "0,1")."""
+    for p in tree(pid):
+        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(p)], check=True, capture_output=True)
+
+
+def load_cmd(pinned):
+    return ["taskset", "-c", LOAD_CPU] if pinned else []
+
+
+def wrk(url, conns=CONNS, close=False, seconds=DURATION, pinned=False):
+    cmd = load_cmd(pinned) + ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s", WRK_SCRIPT]
     if close:
         cmd += ["-H", "Connection: close"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
@@ -259,8 +283,8 @@ def wrk(url, conns=CONNS, close=False, seconds=DURATION):
     return {"rps": n / (dur_us / 1e6), "requests": n, "p50": p50 / 1000, "p99": p99 / 1000, "p999": p999 / 1000, "errors": errors}
 
 
-def h2load(port, seconds=DURATION):
-    cmd = ["h2load", "-D", str(seconds), "-c", "10", "-m", "10", "-t", "1", f"https://127.0.0.1:{port}/whoami"]
+def h2load(port, seconds=DURATION, pinned=False):
+    cmd = load_cmd(pinned) + ["h2load", "-D", str(seconds), "-c", "10", "-m", "10", "-t", "1", f"https://127.0.0.1:{port}/whoami"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
@@ -336,6 +360,57 @@ def fmt(x, nd=0):
     return "–" if x is None else f"{x:,.{nd}f}"
 
 
+def section(say, a, b, tls, kinds, threads, pinned, plain, https):
+    """Plain HTTP keep-alive (and, at one thread, the HTTPS tables) for
+    every target, in alternating rounds; prints the tables."""
+    targets = ([] if pinned else [Direct(a)]) + [Proxy(k, a, b, threads, tls) for k in kinds]
+    if pinned:
+        for t in targets:
+            pin(t.proc.pid, PROXY_CPU)
+    rows = {t.kind: [] for t in targets}
+    proxies = [t for t in targets if not isinstance(t, Direct)]
+    https_rows = {t.kind: {"ka": [], "new": [], "h2": []} for t in proxies}
+    for n in range(ROUNDS):
+        # Every other round in the opposite order, so that whatever
+        # drifts within a round (warmth, frequency) favours no target.
+        order = targets if n % 2 == 0 else targets[::-1]
+        if plain:
+            for t in order:
+                rows[t.kind].append(measure(t, lambda: wrk(f"http://127.0.0.1:{t.http}/whoami", pinned=pinned)))
+        if https and threads == 1:
+            for t in [t for t in order if not isinstance(t, Direct)]:
+                https_rows[t.kind]["ka"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami", pinned=pinned)))
+                https_rows[t.kind]["new"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami", conns=20, close=True, pinned=pinned)))
+                https_rows[t.kind]["h2"].append(measure(t, lambda: h2load(t.https, pinned=pinned)))
+    where = ", pinned" if pinned else ""
+    if plain:
+        base = med(rows["haproxy"], "rps")
+        say(f"## Plain HTTP keep-alive, {threads} worker thread{'s' if threads > 1 else ''}{where}\n")
+        say("| target | req/s | × HAProxy | p50 ms | p99 ms | p99.9 ms | CPU s / 100k req | RSS idle MiB | RSS peak MiB | errors |")
+        say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for t in targets:
+            r = rows[t.kind]
+            say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, 'p50'):.2f} | {med(r, 'p99'):.2f} | "
+                f"{med(r, 'p999'):.2f} | {med(r, 'cpu_per_100k'):.2f} | {t.idle_kib / 1024:.1f} | {max(x['peak_kib'] for x in r) / 1024:.1f} | "
+                f"{sum(x['errors'] for x in r)} |")
+        say()
+    if https and threads == 1:
+        for key, title, cols in (("ka", "HTTPS keep-alive (HTTP/1.1), 1 thread", "p99"),
+                                 ("new", "HTTPS, new TLS handshake per request (20 connections), 1 thread", "p99"),
+                                 ("h2", "HTTP/2 over TLS (h2load, 10 connections × 10 streams), 1 thread", "mean")):
+            base = med(https_rows["haproxy"][key], "rps")
+            say(f"## {title}{where}\n")
+            say(f"| target | req/s | × HAProxy | {cols} ms | CPU s / 100k req | errors |")
+            say("|---|---:|---:|---:|---:|---:|")
+            for t in proxies:
+                r = https_rows[t.kind][key]
+                say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, cols):.2f} | "
+                    f"{med(r, 'cpu_per_100k'):.2f} | {sum(x['errors'] for x in r)} |")
+            say()
+    for t in proxies:
+        t.close()
+
+
 def main():
     tls = cert()
     a, b = Backend("a"), Backend("b")
@@ -348,53 +423,29 @@ def main():
         f"Backend: two `demo-node` processes (release); load: wrk, 2 threads, {CONNS} connections, {DURATION} s per run, "
         f"{ROUNDS} rounds, every other one in reverse order (medians). Backend, proxy and load generator share the same cores.\n")
 
-    plain = {}
-    for threads in (1, 2):
-        kinds = ("twinport", "twinport-before", "haproxy", "nginx") if COMPARE else ("twinport", "haproxy", "nginx")
-        targets = [Direct(a)] + [Proxy(k, a, b, threads, tls) for k in kinds]
-        rows = {t.kind: [] for t in targets}
-        https_rows = {t.kind: {"ka": [], "new": [], "h2": []} for t in targets[1:]}
-        for n in range(ROUNDS):
-            # Every other round in the opposite order, so that whatever
-            # drifts within a round (warmth, frequency) favours no target.
-            order = targets if n % 2 == 0 else targets[::-1]
-            for t in order:
-                rows[t.kind].append(measure(t, lambda: wrk(f"http://127.0.0.1:{t.http}/whoami")))
-            if threads == 1:
-                for t in [t for t in order if not isinstance(t, Direct)]:
-                    https_rows[t.kind]["ka"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami")))
-                    https_rows[t.kind]["new"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami", conns=20, close=True)))
-                    https_rows[t.kind]["h2"].append(measure(t, lambda: h2load(t.https)))
-        plain[threads] = rows
-        base = med(rows["haproxy"], "rps")
-        say(f"## Plain HTTP keep-alive, {threads} worker thread{'s' if threads > 1 else ''}\n")
-        say("| target | req/s | × HAProxy | p50 ms | p99 ms | p99.9 ms | CPU s / 100k req | RSS idle MiB | RSS peak MiB | errors |")
-        say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for t in targets:
-            r = rows[t.kind]
-            say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, 'p50'):.2f} | {med(r, 'p99'):.2f} | "
-                f"{med(r, 'p999'):.2f} | {med(r, 'cpu_per_100k'):.2f} | {t.idle_kib / 1024:.1f} | {max(x['peak_kib'] for x in r) / 1024:.1f} | "
-                f"{sum(x['errors'] for x in r)} |")
-        say()
-        if threads == 1:
-            for key, title, cols in (("ka", "HTTPS keep-alive (HTTP/1.1), 1 thread", "p99"),
-                                     ("new", "HTTPS, new TLS handshake per request (20 connections), 1 thread", "p99"),
-                                     ("h2", "HTTP/2 over TLS (h2load, 10 connections × 10 streams), 1 thread", "mean")):
-                base = med(https_rows["haproxy"][key], "rps")
-                say(f"## {title}\n")
-                say(f"| target | req/s | × HAProxy | {cols} ms | CPU s / 100k req | errors |")
-                say("|---|---:|---:|---:|---:|---:|")
-                for t in targets[1:]:
-                    r = https_rows[t.kind][key]
-                    say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, cols):.2f} | "
-                        f"{med(r, 'cpu_per_100k'):.2f} | {sum(x['errors'] for x in r)} |")
-                say()
-        for t in targets[1:]:
-            t.close()
+    def wanted(section):
+        return ONLY is None or section in ONLY
 
-    if COMPARE:
-        say(f"`twinport-before` is {COMPARE}; `twinport` this checkout's build. Run took {time.time() - started:.0f} s.")
-        with open(os.path.join(ROOT, "bench", "BEFORE-AFTER.md"), "w") as f:
+    kinds = ("twinport",) + tuple(COMPARE) + ("haproxy", "nginx")
+    if wanted("plain1") or wanted("https"):
+        section(say, a, b, tls, kinds, 1, pinned=False, plain=wanted("plain1"), https=wanted("https"))
+    if wanted("plain2"):
+        section(say, a, b, tls, kinds, 2, pinned=False, plain=True, https=False)
+    if wanted("pinned"):
+        say("# Pinned: each proxy on CPU 0, backends and load generator on CPU 1\n")
+        say("The same measurements with `taskset`: the proxy (1 worker thread) alone on one core, "
+            "wrk or h2load and both backends on the other, so that the proxies do not compete "
+            "with the load for a core and the ratio depends less on the scheduler.\n")
+        pin(a.proc.pid, LOAD_CPU)
+        pin(b.proc.pid, LOAD_CPU)
+        section(say, a, b, tls, kinds, 1, pinned=True, plain=True, https=True)
+        pin(a.proc.pid, "0,1")
+        pin(b.proc.pid, "0,1")
+
+    if COMPARE or OUT:
+        builds = "; ".join(f"`{k}` is {v}" for k, v in COMPARE.items())
+        say(f"{builds}{'; ' if builds else ''}`twinport` this checkout's build. Run took {time.time() - started:.0f} s.")
+        with open(OUT or os.path.join(ROOT, "bench", "BEFORE-AFTER.md"), "w") as f:
             f.write("\n".join(lines) + "\n")
         return
     say(f"## Failover: primary's death to the first answer from the twin ({TRIALS} trials each)\n")
@@ -416,6 +467,11 @@ def main():
     say()
     say(f"Run took {time.time() - started:.0f} s.")
     if not QUICK:
+        # The table of what each change gave (bench/levers) belongs with
+        # the results it explains.
+        levers = os.path.join(ROOT, "bench", "LEVERS.md")
+        if os.path.exists(levers):
+            lines += ["", open(levers).read().replace("# ", "## ", 1)]
         with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
             f.write("\n".join(lines) + "\n")
 
