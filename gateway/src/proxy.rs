@@ -182,6 +182,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// No downstream modules: pingora's default adds a (disabled) response
+    /// compression module, which every request would still pass through.
+    /// The gateway does not compress; the nodes do where they want to.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     /// Before anything else: the client's rate, the announced body size.
     async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.shared.snapshot.load();
