@@ -40,6 +40,10 @@ pub fn server_conf(c: &GatewayConfig) -> ServerConf {
         // wake-ups on the request path (bench/RESULTS.md, "what each
         // change gave").
         work_stealing: false,
+        // Idle connections to the nodes wait in the worker thread that
+        // used them (vendor/README.md, patch 2): taking one back is a pop,
+        // not a lock and a hand-back from an idle-watch task.
+        upstream_keepalive_per_thread: true,
         ..ServerConf::default()
     }
 }

@@ -110,6 +110,12 @@ pub struct ConnectorOptions {
     /// Optional callback for observing how long upstream connections stayed idle
     /// before leaving the keep-alive pool without reuse.
     pub keepalive_pool_callback: Option<PoolCallback>,
+    /// Keep idle connections in a pool of the thread that released them (at most
+    /// `keepalive_pool_size` each) instead of the shared pool: no lock, no idle-watch task and
+    /// no hand-back from that task on reuse. Meant for [`ServerConf::work_stealing`] `false`,
+    /// where a connection's tasks stay on one thread. An idle connection's closure is seen when
+    /// it is next taken (and the oldest is checked on every release) rather than at once.
+    pub keepalive_per_thread: bool,
 }
 
 impl ConnectorOptions {
@@ -147,6 +153,7 @@ impl ConnectorOptions {
             bind_to_v4,
             bind_to_v6,
             keepalive_pool_callback: None,
+            keepalive_per_thread: server_conf.upstream_keepalive_per_thread,
         }
     }
 
@@ -163,6 +170,7 @@ impl ConnectorOptions {
             bind_to_v4: vec![],
             bind_to_v6: vec![],
             keepalive_pool_callback: None,
+            keepalive_per_thread: false,
         }
     }
 }
@@ -179,6 +187,8 @@ pub struct TransportConnector {
     /// for periodic metric reporting without needing access to the connector itself.
     unexpected_data_conn_count: Arc<AtomicU64>,
     keepalive_pool_callback: Option<PoolCallback>,
+    /// `Some(capacity per thread)`: see [`ConnectorOptions::keepalive_per_thread`].
+    per_thread_pool: Option<usize>,
 }
 
 const DEFAULT_POOL_SIZE: usize = 128;
@@ -201,6 +211,10 @@ impl TransportConnector {
         let keepalive_pool_callback = options
             .as_ref()
             .and_then(|o| o.keepalive_pool_callback.clone());
+        let per_thread_pool = options
+            .as_ref()
+            .filter(|o| o.keepalive_per_thread)
+            .map(|_| pool_size);
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
             connection_pool: Arc::new(ConnectionPool::new(pool_size)),
@@ -210,6 +224,7 @@ impl TransportConnector {
             preferred_http_version: PreferredHttpVersion::new(),
             unexpected_data_conn_count: Arc::new(AtomicU64::new(0)),
             keepalive_pool_callback,
+            per_thread_pool,
         }
     }
 
@@ -249,6 +264,17 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
+        if self.per_thread_pool.is_some() {
+            let key = peer.reuse_hash();
+            while let Some(mut stream) = per_thread::take(key) {
+                if peer.matches_fd(stream.id())
+                    && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+                {
+                    return Some(stream);
+                }
+            }
+            return None;
+        }
         match self.connection_pool.get(&peer.reuse_hash()) {
             Some(s) => {
                 debug!("find reusable stream, trying to acquire it");
@@ -316,6 +342,12 @@ impl TransportConnector {
         idle_timeout: Option<Duration>,
     ) {
         if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
+            return;
+        }
+        if let Some(capacity) = self.per_thread_pool {
+            per_thread::put(key, stream, idle_timeout, capacity, |s| {
+                test_reusable_stream(s, &self.unexpected_data_conn_count)
+            });
             return;
         }
         let id = stream.id();
@@ -472,6 +504,65 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// The per-thread keep-alive pool ([`ConnectorOptions::keepalive_per_thread`]).
+mod per_thread {
+    use super::Stream;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::time::{Duration, Instant};
+
+    struct Idle {
+        key: u64,
+        stream: Stream,
+        expires: Option<Instant>,
+    }
+
+    thread_local! {
+        // Oldest first; taken newest first, so a small working set stays warm.
+        static IDLE: RefCell<VecDeque<Idle>> = const { RefCell::new(VecDeque::new()) };
+    }
+
+    /// Keeps `stream` for reuse under `key`. The oldest connection goes when `capacity` is
+    /// reached, expired or no longer `usable`.
+    pub(super) fn put(
+        key: u64,
+        stream: Stream,
+        idle_timeout: Option<Duration>,
+        capacity: usize,
+        mut usable: impl FnMut(&mut Stream) -> bool,
+    ) {
+        if capacity == 0 {
+            return;
+        }
+        let now = Instant::now();
+        IDLE.with_borrow_mut(|idle| {
+            if let Some(oldest) = idle.front_mut() {
+                if oldest.expires.is_some_and(|t| t <= now) || !usable(&mut oldest.stream) {
+                    idle.pop_front();
+                }
+            }
+            if idle.len() >= capacity {
+                idle.pop_front();
+            }
+            idle.push_back(Idle {
+                key,
+                stream,
+                expires: idle_timeout.map(|t| now + t),
+            });
+        });
+    }
+
+    /// The newest unexpired connection kept under `key`.
+    pub(super) fn take(key: u64) -> Option<Stream> {
+        let now = Instant::now();
+        IDLE.with_borrow_mut(|idle| {
+            idle.retain(|i| i.expires.is_none_or(|t| t > now));
+            let at = idle.iter().rposition(|i| i.key == key)?;
+            idle.remove(at).map(|i| i.stream)
+        })
+    }
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
@@ -807,6 +898,70 @@ mod tests {
             .connect_local_addr()
             .expect("TLS handshake failure should retain the assigned local address");
         assert_ne!(local_addr.port(), 0);
+    }
+
+    fn per_thread_connector(capacity: usize) -> TransportConnector {
+        let mut options = ConnectorOptions::new(capacity);
+        options.keepalive_per_thread = true;
+        TransportConnector::new(Some(options))
+    }
+
+    #[tokio::test]
+    async fn test_per_thread_pool_reuses_and_drops_closed_expired_and_excess() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = BasicPeer::new(&listener.local_addr().unwrap().to_string());
+        let key = peer.reuse_hash();
+        let connector = per_thread_connector(2);
+
+        // Released and taken back: the same connection.
+        let (stream, reused) = connector.get_stream(&peer).await.unwrap();
+        assert!(!reused);
+        let (mut server, _) = listener.accept().await.unwrap();
+        let fd = stream.id();
+        connector.release_stream(stream, key, None);
+        let (stream, reused) = connector.get_stream(&peer).await.unwrap();
+        assert!(reused);
+        assert_eq!(stream.id(), fd);
+
+        // Closed by the server while idle: not handed out.
+        connector.release_stream(stream, key, None);
+        use tokio::io::AsyncWriteExt;
+        server.shutdown().await.unwrap();
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stream, reused) = connector.get_stream(&peer).await.unwrap();
+        assert!(!reused);
+        let _ = listener.accept().await.unwrap();
+
+        // Past its idle timeout: not handed out.
+        connector.release_stream(stream, key, Some(Duration::from_millis(10)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let (_stream, reused) = connector.get_stream(&peer).await.unwrap();
+        assert!(!reused);
+        let _ = listener.accept().await.unwrap();
+
+        // Three released with room for two: two come back, newest first.
+        let mut streams = vec![];
+        let mut servers = vec![];
+        for _ in 0..3 {
+            streams.push(connector.new_stream(&peer).await.unwrap());
+            servers.push(listener.accept().await.unwrap());
+        }
+        let ids: Vec<_> = streams.iter().map(|s| s.id()).collect();
+        for s in streams {
+            connector.release_stream(s, key, None);
+        }
+        let (a, reused_a) = connector.get_stream(&peer).await.unwrap();
+        let (b, reused_b) = connector.get_stream(&peer).await.unwrap();
+        assert!(reused_a && reused_b);
+        assert_eq!((a.id(), b.id()), (ids[2], ids[1]));
+        let (_c, reused_c) = connector.get_stream(&peer).await.unwrap();
+        assert!(!reused_c);
+
+        // Another peer's connections are not handed out.
+        let other = BasicPeer::new("127.0.0.1:1");
+        connector.release_stream(a, key, None);
+        assert!(connector.reused_stream(&other).await.is_none());
     }
 
     #[tokio::test]
