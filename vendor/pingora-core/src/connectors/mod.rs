@@ -267,7 +267,13 @@ impl TransportConnector {
         if self.per_thread_pool.is_some() {
             let key = peer.reuse_hash();
             while let Some(mut stream) = per_thread::take(key) {
-                if peer.matches_fd(stream.id())
+                // The connection's peer address is read once and kept in its digest: no
+                // getpeername() on every reuse.
+                let same_peer = match (peer.get_proxy(), stream.get_socket_digest()) {
+                    (None, Some(digest)) => digest.peer_addr() == Some(peer.address()),
+                    _ => peer.matches_fd(stream.id()),
+                };
+                if same_peer
                     && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                 {
                     return Some(stream);
