@@ -38,6 +38,9 @@ CONNS = 50
 TRIALS = 5 if QUICK else 20
 TMP = tempfile.mkdtemp(prefix="twinport-bench-")
 procs = []
+# (kind, table) -> (req/s, CPU s per 100k): the medians each table showed,
+# for the summary of a run with several gateway builds.
+SUMMARY = {}
 
 
 def free_port():
@@ -390,6 +393,7 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
         say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t in targets:
             r = rows[t.kind]
+            SUMMARY[(t.kind, f"plain {threads}t{where}")] = (med(r, "rps"), med(r, "cpu_per_100k"))
             say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, 'p50'):.2f} | {med(r, 'p99'):.2f} | "
                 f"{med(r, 'p999'):.2f} | {med(r, 'cpu_per_100k'):.2f} | {t.idle_kib / 1024:.1f} | {max(x['peak_kib'] for x in r) / 1024:.1f} | "
                 f"{sum(x['errors'] for x in r)} |")
@@ -404,6 +408,7 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
             say("|---|---:|---:|---:|---:|---:|")
             for t in proxies:
                 r = https_rows[t.kind][key]
+                SUMMARY[(t.kind, f"{key}{where}")] = (med(r, "rps"), med(r, "cpu_per_100k"))
                 say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, cols):.2f} | "
                     f"{med(r, 'cpu_per_100k'):.2f} | {sum(x['errors'] for x in r)} |")
             say()
@@ -442,6 +447,23 @@ def main():
         pin(a.proc.pid, "0,1")
         pin(b.proc.pid, "0,1")
 
+    if len(COMPARE) > 1:
+        # One row per build in the order given (each one change after the
+        # one before), this checkout's last.
+        order = list(COMPARE) + ["twinport"]
+        tables = [tb for tb in dict.fromkeys(t for (_, t) in SUMMARY)]
+        say("## What each change gave\n")
+        say("Each build is the one above it plus one change; medians from the tables above (same run). "
+            "ka = HTTPS keep-alive, new = a TLS handshake per request, h2 = HTTP/2 over TLS.\n")
+        say("| build | " + " | ".join(f"{tb} req/s | {tb} CPU/100k" for tb in tables) + " |")
+        say("|---|" + "---:|---:|" * len(tables))
+        for kind in order + ["haproxy"]:
+            cells = []
+            for tb in tables:
+                rps, cpu = SUMMARY.get((kind, tb), (None, None))
+                cells += [fmt(rps), "–" if cpu is None else f"{cpu:.2f}"]
+            say(f"| {kind} | " + " | ".join(cells) + " |")
+        say()
     if COMPARE or OUT:
         builds = "; ".join(f"`{k}` is {v}" for k, v in COMPARE.items())
         say(f"{builds}{'; ' if builds else ''}`twinport` this checkout's build. Run took {time.time() - started:.0f} s.")
