@@ -41,6 +41,8 @@ procs = []
 # (kind, table) -> (req/s, CPU s per 100k): the medians each table showed,
 # for the summary of a run with several gateway builds.
 SUMMARY = {}
+# (kind, table) -> medians and memory, for the targets of issue 18.
+TARGETS = {}
 
 
 def free_port():
@@ -394,6 +396,9 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
         for t in targets:
             r = rows[t.kind]
             SUMMARY[(t.kind, f"plain {threads}t{where}")] = (med(r, "rps"), med(r, "cpu_per_100k"))
+            TARGETS[(t.kind, f"plain {threads}t{where}")] = {
+                "rps": med(r, "rps"), "p99": med(r, "p99"), "cpu": med(r, "cpu_per_100k"),
+                "idle": t.idle_kib / 1024, "peak": max(x["peak_kib"] for x in r) / 1024}
             say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, 'p50'):.2f} | {med(r, 'p99'):.2f} | "
                 f"{med(r, 'p999'):.2f} | {med(r, 'cpu_per_100k'):.2f} | {t.idle_kib / 1024:.1f} | {max(x['peak_kib'] for x in r) / 1024:.1f} | "
                 f"{sum(x['errors'] for x in r)} |")
@@ -409,11 +414,45 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
             for t in proxies:
                 r = https_rows[t.kind][key]
                 SUMMARY[(t.kind, f"{key}{where}")] = (med(r, "rps"), med(r, "cpu_per_100k"))
+                TARGETS[(t.kind, f"{key}{where}")] = {"rps": med(r, "rps"), "p99": med(r, cols), "cpu": med(r, "cpu_per_100k")}
                 say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, cols):.2f} | "
                     f"{med(r, 'cpu_per_100k'):.2f} | {sum(x['errors'] for x in r)} |")
             say()
     for t in proxies:
         t.close()
+
+
+def against_targets(say):
+    """Issue 18's targets, each with the measured figure and whether it
+    holds, from the tables above."""
+    rows = []
+
+    def check(name, table, ok, figure):
+        rows.append(f"| {name} | {table} | {figure} | {'yes' if ok else 'no'} |")
+
+    for table in [t for (k, t) in TARGETS if k == "twinport"]:
+        us, them = TARGETS[("twinport", table)], TARGETS.get(("haproxy", table))
+        if not them:
+            continue
+        ratio = us["rps"] / them["rps"]
+        if table.startswith("h2"):
+            check("req/s ≥ 0.8× HAProxy", table, ratio >= 0.8, f"{ratio:.2f}×")
+            continue
+        if table.startswith("new"):
+            continue
+        check("req/s ≥ 1.0× HAProxy", table, ratio >= 1.0, f"{ratio:.2f}×")
+        check("p99 ≤ HAProxy's", table, us["p99"] <= them["p99"], f"{us['p99']:.2f} ms vs {them['p99']:.2f} ms")
+        check("CPU s / 100k ≤ HAProxy's", table, us["cpu"] <= them["cpu"], f"{us['cpu']:.2f} vs {them['cpu']:.2f}")
+        if "idle" in us:
+            check("RSS idle ≤ 20 MiB", table, us["idle"] <= 20, f"{us['idle']:.1f} MiB")
+            check("RSS under load ≤ 40 MiB", table, us["peak"] <= 40, f"{us['peak']:.1f} MiB")
+    if rows:
+        say("## Against the targets (issue 18)\n")
+        say("| target | table | Twinport | holds |")
+        say("|---|---|---|---|")
+        for r in rows:
+            say(r)
+        say()
 
 
 def main():
@@ -447,6 +486,7 @@ def main():
         pin(a.proc.pid, "0,1")
         pin(b.proc.pid, "0,1")
 
+    against_targets(say)
     if len(COMPARE) > 1:
         # One row per build in the order given (each one change after the
         # one before), this checkout's last.
