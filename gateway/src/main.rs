@@ -9,7 +9,10 @@ use twinport_ops::logging::{self, LogFormat};
 
 /// mimalloc instead of glibc's malloc: the request path allocates small,
 /// short-lived buffers on several threads, where glibc's arenas spent about
-/// 7 % of the gateway's CPU in the benchmark (bench/RESULTS.md).
+/// 7 % of the gateway's CPU in the benchmark (bench/RESULTS.md). Built
+/// with `no_thp` (workspace Cargo.toml): mimalloc does not ask for
+/// transparent huge pages, whose 2 MiB granules made half of the idle
+/// process's 26 MiB (13 MiB without, same speed; bench/PROFILE.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
