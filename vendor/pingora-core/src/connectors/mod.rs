@@ -114,7 +114,9 @@ pub struct ConnectorOptions {
     /// `keepalive_pool_size` each) instead of the shared pool: no lock, no idle-watch task and
     /// no hand-back from that task on reuse. Meant for [`ServerConf::work_stealing`] `false`,
     /// where a connection's tasks stay on one thread. An idle connection's closure is seen when
-    /// it is next taken (and the oldest is checked on every release) rather than at once.
+    /// it is next taken (and the oldest is checked on every release) rather than at once. The
+    /// pool belongs to the thread: every connector on it that enables this option shares it,
+    /// keyed by [`Peer::reuse_hash`] as the shared pool is.
     pub keepalive_per_thread: bool,
 }
 
@@ -509,7 +511,6 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
-/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 /// The per-thread keep-alive pool ([`ConnectorOptions::keepalive_per_thread`]).
 mod per_thread {
     use super::Stream;
@@ -569,6 +570,7 @@ mod per_thread {
     }
 }
 
+/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
