@@ -38,10 +38,8 @@ CONNS = 50
 TRIALS = 5 if QUICK else 20
 TMP = tempfile.mkdtemp(prefix="twinport-bench-")
 procs = []
-# (kind, table) -> (req/s, CPU s per 100k): the medians each table showed,
-# for the summary of a run with several gateway builds.
-SUMMARY = {}
-# (kind, table) -> medians and memory, for the targets of issue 18.
+# (kind, table) -> the medians (and memory) each table showed: for the
+# targets of issue 18 and the summary of a run with several gateway builds.
 TARGETS = {}
 
 
@@ -395,7 +393,6 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
         say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t in targets:
             r = rows[t.kind]
-            SUMMARY[(t.kind, f"plain {threads}t{where}")] = (med(r, "rps"), med(r, "cpu_per_100k"))
             TARGETS[(t.kind, f"plain {threads}t{where}")] = {
                 "rps": med(r, "rps"), "p99": med(r, "p99"), "cpu": med(r, "cpu_per_100k"),
                 "idle": t.idle_kib / 1024, "peak": max(x["peak_kib"] for x in r) / 1024}
@@ -413,7 +410,6 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
             say("|---|---:|---:|---:|---:|---:|")
             for t in proxies:
                 r = https_rows[t.kind][key]
-                SUMMARY[(t.kind, f"{key}{where}")] = (med(r, "rps"), med(r, "cpu_per_100k"))
                 TARGETS[(t.kind, f"{key}{where}")] = {"rps": med(r, "rps"), "p99": med(r, cols), "cpu": med(r, "cpu_per_100k")}
                 say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {med(r, 'rps') / base:.2f} | {med(r, cols):.2f} | "
                     f"{med(r, 'cpu_per_100k'):.2f} | {sum(x['errors'] for x in r)} |")
@@ -491,7 +487,7 @@ def main():
         # One row per build in the order given (each one change after the
         # one before), this checkout's last.
         order = list(COMPARE) + ["twinport"]
-        tables = [tb for tb in dict.fromkeys(t for (_, t) in SUMMARY)]
+        tables = list(dict.fromkeys(t for (_, t) in TARGETS))
         say("## What each change gave\n")
         say("Each build is the one above it plus one change; medians from the tables above (same run). "
             "ka = HTTPS keep-alive, new = a TLS handshake per request, h2 = HTTP/2 over TLS.\n")
@@ -500,8 +496,8 @@ def main():
         for kind in order + ["haproxy"]:
             cells = []
             for tb in tables:
-                rps, cpu = SUMMARY.get((kind, tb), (None, None))
-                cells += [fmt(rps), "–" if cpu is None else f"{cpu:.2f}"]
+                m = TARGETS.get((kind, tb))
+                cells += [fmt(m and m["rps"]), "–" if m is None else f"{m['cpu']:.2f}"]
             say(f"| {kind} | " + " | ".join(cells) + " |")
         say()
     if COMPARE or OUT:
