@@ -29,6 +29,28 @@ ensure_cargo() {
   fi
 }
 
+# Fails at once, with the figures, when the disk holding target/ has less
+# free space than a full run needs (TWINPORT_MIN_FREE_GIB, default below:
+# a clean clone's peak use of target/, the fuzz build and the vendored
+# crates' tests, measured in ARCHITECTURE.md's "Disk" paragraph, with room
+# to spare). Without it a full disk shows up half an hour later as a
+# linker's bus error.
+ensure_disk_space() {
+  local need=${TWINPORT_MIN_FREE_GIB:-20}
+  mkdir -p target
+  local free_kib
+  free_kib=$(df -Pk target | awk 'NR==2 { print $4 }')
+  local free_gib=$((free_kib / 1024 / 1024))
+  echo "==> disk: ${free_gib} GiB free under target/ (a full run needs about ${need} GiB)"
+  if [ "$free_gib" -lt "$need" ]; then
+    echo "error: only ${free_gib} GiB free on the disk holding $PWD/target;" \
+      "the build and tests need about ${need} GiB. Free some space" \
+      "(old target/ directories, /tmp) or set TWINPORT_MIN_FREE_GIB." >&2
+    df -h target >&2
+    return 1
+  fi
+}
+
 # What the tests need beyond the build: Debian's headless Chromium and its
 # WebDriver (the status-page test), curl, and Debian's Prometheus with
 # promtool (the dashboards' rule checks and the real-Prometheus test),
