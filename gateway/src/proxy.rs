@@ -6,7 +6,8 @@
 //!              │ routing snapshot  │   passive failure,    │   5xx counts toward ejection,
 //!              │ (tried nodes in   │   always retry (the   │   no retry from here on
 //!              │ the ctx)          │   request was not     │
-//!              ▼                   │   sent)               ▼
+//!              ▼                   │   sent; the same node │
+//!                                  │   if the twin is out) ▼
 //!         503 page when            └ error_while_proxy: retry on the twin only if the method
 //!         no node can serve          is idempotent, the body fits the retry buffer and no
 //!                                    response header has arrived
@@ -110,8 +111,9 @@ pub struct RequestCtx {
     node: Option<Arc<NodeRuntime>>,
     /// Why the next `upstream_peer` call is a retry.
     retry_reason: Option<&'static str>,
-    /// The retry may go to the same node (its kept-alive connection had
-    /// been closed under us; the node itself is fine).
+    /// The retry may go back to the same node when no untried node serves:
+    /// the request never reached it (a connection that could not be made,
+    /// or a kept-alive one the node had closed).
     retry_same_node: bool,
     /// A response header arrived: from here on nothing can be retried.
     response_started: bool,
@@ -345,7 +347,10 @@ impl ProxyHttp for Gateway {
             };
             ctx.retry_reason = Some(kind);
         }
-        // Nothing reached the node: any method may go to the twin.
+        // Nothing reached the node: any method may go to the twin, or back
+        // to this node when the twin is out of service (HAProxy's
+        // `retry-on conn-failure`); a node ejected meanwhile is not taken.
+        ctx.retry_same_node = true;
         let max = self.shared.snapshot.load().config.retries.max_attempts;
         e.set_retry(ctx.attempts < max);
         e

@@ -433,3 +433,89 @@ async fn consecutive_5xx_answers_eject_the_node_and_checks_bring_it_back() {
     let r = client.get(gw.url("/whoami")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "b");
 }
+
+/// A listener whose accept queue is full: the next connection's SYN is
+/// dropped (and resent only after a second), so connecting times out.
+/// Returns the listener and the connections that fill its queue.
+fn listener_with_a_full_queue() -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = vec![];
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => return (listener, fillers),
+        }
+    }
+    panic!("the accept queue of a listen(1) socket never filled");
+}
+
+/// Answers every connection's first request with `200 b`.
+async fn serve_b(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut s, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: close\r\n\r\nb")
+                .await;
+        });
+    }
+}
+
+/// HAProxy's `retry-on conn-failure`: a connection that could not be made
+/// reached nobody, so when the twin is out of service the retry goes back
+/// to the serving node instead of answering 503 "no twin node can serve".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connect_timeout_on_the_only_serving_node_is_retried_there() {
+    let dir = devtools::TempDir::new("conn-retry");
+    let b = Node::start(&dir, "b");
+    let (listener, fillers) = listener_with_a_full_queue();
+    let nowhere = devtools::free_addr().to_string();
+    let targets = [
+        ("a".to_string(), nowhere.clone(), nowhere),
+        (
+            "b".to_string(),
+            listener.local_addr().unwrap().to_string(),
+            b.agent.to_string(),
+        ),
+    ];
+    let gw = Gateway::start_with(&dir, targets, &GwOpts::default(), "");
+    assert!(
+        gw.wait_metric(r#"twinport_node_up{node="b"}"#, 1.0, Duration::from_secs(5))
+            .await
+    );
+    let url = gw.url("/whoami");
+    let request = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let r = client
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    // The first connect's SYN has been dropped; the queue drains well
+    // before its 500 ms connect timeout, so the retry's connect succeeds.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(fillers);
+    tokio::spawn(serve_b(listener));
+    let (status, body) = request.await.unwrap();
+    assert_eq!(
+        gw.metric(r#"twinport_passive_failures_total{kind="connect_timeout",node="b"}"#)
+            .await,
+        Some(1.0),
+        "the first connect did not time out: the test proves nothing"
+    );
+    assert_eq!((status, body.as_str()), (200, "b"));
+}

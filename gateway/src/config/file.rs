@@ -254,7 +254,9 @@ pub struct FileDns {
 pub struct FileRetries {
     /// Attempts per request, the first included (1 to 3, default 3: the
     /// first node, its twin, and once more on a kept-alive connection that
-    /// turned out to be closed). 1 turns retries off.
+    /// turned out to be closed). A connection that could not be made is
+    /// retried on the same node when the twin is out of service. 1 turns
+    /// retries off.
     #[serde(default)]
     pub max_attempts: Option<u32>,
     /// Retry idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) whose
