@@ -36,7 +36,7 @@ ensure_cargo() {
 # to spare). Without it a full disk shows up half an hour later as a
 # linker's bus error.
 ensure_disk_space() {
-  local need=${TWINPORT_MIN_FREE_GIB:-20}
+  local need=${TWINPORT_MIN_FREE_GIB:-8}
   mkdir -p target
   local free_kib
   free_kib=$(df -Pk target | awk 'NR==2 { print $4 }')
