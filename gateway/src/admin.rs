@@ -13,7 +13,7 @@ use crate::config::ConfigError;
 use crate::controller::{ControlError, Shared};
 use crate::failover::{AdminState, SwitchoverError};
 use crate::reload::{ReloadError, Reloader};
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -197,9 +197,16 @@ fn control_error(e: ControlError) -> Response {
     }
 }
 
+#[derive(Deserialize)]
+struct NodeActionQuery {
+    /// `drain?soft=true`: sessions bound to the node finish there first.
+    soft: Option<bool>,
+}
+
 async fn node_action(
     State(st): State<St>,
     Path((node, action)): Path<(String, String)>,
+    Query(q): Query<NodeActionQuery>,
 ) -> Response {
     let state = match action.as_str() {
         "drain" => AdminState::Drain,
@@ -211,11 +218,24 @@ async fn node_action(
         Ok(n) => n,
         Err(e) => return control_error(e),
     };
-    match st.shared.set_admin(n, state).await {
-        Ok(()) => Json(
-            json!({ "node": node, "admin": state.as_str(), "status": status_value(&st.shared) }),
-        )
-        .into_response(),
+    let soft = q.soft.unwrap_or(false);
+    if soft && state != AdminState::Drain {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_request",
+            "only a drain can be soft",
+        );
+    }
+    match st.shared.set_admin(n, state, soft).await {
+        Ok(()) => {
+            let status = status_value(&st.shared);
+            let soft_drain = status["nodes"]
+                .as_array()
+                .and_then(|ns| ns.iter().find(|x| x["name"] == node.as_str()))
+                .is_some_and(|x| !x["soft_drain"].is_null());
+            Json(json!({ "node": node, "admin": state.as_str(), "soft_drain": soft_drain, "status": status }))
+                .into_response()
+        }
         Err(e) => control_error(e),
     }
 }

@@ -45,6 +45,8 @@ pub enum Event {
     Admin {
         node: NodeId,
         state: AdminState,
+        /// A soft drain: the node's sessions finish there (affinity on).
+        soft: bool,
         reply: oneshot::Sender<()>,
     },
     Switchover {
@@ -86,6 +88,8 @@ pub struct Shared {
     /// clients move to fresh connections before this process stops reading.
     pub leaving: std::sync::atomic::AtomicBool,
     pub config_path: PathBuf,
+    /// Sessions and the node each is bound to (session affinity).
+    pub affinity: crate::affinity::Table,
 }
 
 impl Shared {
@@ -105,9 +109,21 @@ impl Shared {
             .ok_or_else(|| ControlError::UnknownNode(name.to_string()))
     }
 
-    pub async fn set_admin(&self, node: NodeId, state: AdminState) -> Result<(), ControlError> {
+    /// An operator's drain (`soft`: sessions bound to the node finish
+    /// there first), undrain or maintenance.
+    pub async fn set_admin(
+        &self,
+        node: NodeId,
+        state: AdminState,
+        soft: bool,
+    ) -> Result<(), ControlError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Event::Admin { node, state, reply })?;
+        self.send(Event::Admin {
+            node,
+            state,
+            soft,
+            reply,
+        })?;
         rx.await.map_err(|_| ControlError::Stopped)
     }
 
@@ -158,6 +174,20 @@ struct NodeNotes {
     history: VecDeque<&'static str>,
 }
 
+/// A soft drain in progress: the node takes no new sessions, and requests
+/// bound to it are still sent to it until none has come for
+/// `affinity.idle_timeout` or `affinity.drain_timeout` has passed.
+#[derive(Debug, Clone, Copy)]
+struct SoftDrain {
+    deadline: Instant,
+    until: SystemTime,
+    /// `operator` or `agent`.
+    by: &'static str,
+}
+
+/// How often sessions are counted and soft drains looked at.
+const SESSION_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Controller {
     cluster: Cluster,
     config: Arc<GatewayConfig>,
@@ -167,6 +197,9 @@ pub struct Controller {
     notes: [NodeNotes; 2],
     transitions: Recent<TransitionRecord>,
     generation: u64,
+    soft: [Option<SoftDrain>; 2],
+    /// Sessions per node at the last sweep.
+    sessions: [u64; 2],
 }
 
 impl Controller {
@@ -187,9 +220,16 @@ impl Controller {
         });
         let cluster = Cluster::new(Rules::from_config(&config));
         let (tx, rx) = mpsc::unbounded_channel();
-        let snapshot = Snapshot::new(config.clone(), nodes.clone(), Vec::new(), [0, 0]);
+        let snapshot = Snapshot::new(
+            config.clone(),
+            nodes.clone(),
+            Vec::new(),
+            [0, 0],
+            crate::routing::Bindings::NONE,
+        );
         let placeholder = Status {
             mode: config.mode.as_str(),
+            affinity: crate::status::AffinityStatus::of(&config),
             primary: None,
             config_generation: 1,
             config_file: config_path.display().to_string(),
@@ -203,6 +243,7 @@ impl Controller {
             cert,
             leaving: std::sync::atomic::AtomicBool::new(false),
             config_path,
+            affinity: Default::default(),
         });
         metrics().config_generation.set(1);
         let c = Controller {
@@ -214,6 +255,8 @@ impl Controller {
             notes: Default::default(),
             transitions: Recent::new(50),
             generation: 1,
+            soft: [None, None],
+            sessions: [0, 0],
         };
         c.export();
         c.publish_status();
@@ -255,7 +298,14 @@ impl Controller {
         match event {
             Event::Check { node, outcome } => {
                 self.note_check(node, &outcome);
+                let was_draining = self.cluster.node(node).draining;
                 let t = self.cluster.observe(node, outcome.observation, now);
+                let draining = self.cluster.node(node).draining;
+                if draining && !was_draining {
+                    self.start_soft_drain(node, "agent", now);
+                } else if !draining && self.soft[node].is_some_and(|s| s.by == "agent") {
+                    self.soft[node] = None;
+                }
                 self.after(t, false);
             }
             Event::Passive { node, reason } => {
@@ -266,9 +316,23 @@ impl Controller {
                     self.after(t, false);
                 }
             }
-            Event::Admin { node, state, reply } => {
+            Event::Admin {
+                node,
+                state,
+                soft,
+                reply,
+            } => {
+                let was = self.cluster.node(node).admin;
                 let t = self.cluster.set_admin(node, state, now);
-                self.after(t, false);
+                if state == AdminState::Drain && soft {
+                    // A node drained already keeps the drain it has.
+                    if was != AdminState::Drain {
+                        self.start_soft_drain(node, "operator", now);
+                    }
+                } else {
+                    self.soft[node] = None;
+                }
+                self.after(t, true);
                 let _ = reply.send(());
             }
             Event::Switchover { to, reply } => {
@@ -287,6 +351,112 @@ impl Controller {
                 let _ = reply.send(generation);
             }
         }
+    }
+
+    /// Starts a soft drain of `node` when affinity is on and the node is up.
+    fn start_soft_drain(&mut self, node: NodeId, by: &'static str, now: Instant) {
+        let a = &self.config.affinity;
+        let state = self.cluster.node(node);
+        // An agent's drain of a node the operator took out already (a
+        // drain, over or not, or maintenance) opens nothing again.
+        let taken_out = by == "agent" && state.admin != AdminState::Active;
+        if !a.enabled() || state.health != Health::Up || taken_out {
+            return;
+        }
+        self.soft[node] = Some(SoftDrain {
+            deadline: now + a.drain_timeout,
+            until: SystemTime::now() + a.drain_timeout,
+            by,
+        });
+        let reason = format!(
+            "{by}: soft drain, {} sessions finish on the node for at most {}",
+            self.sessions[node],
+            humantime::format_duration(a.drain_timeout)
+        );
+        info!(node = %self.name(node), %reason, "soft drain started");
+        self.record(Some(node), "soft drain started".into(), reason);
+    }
+
+    /// Counts sessions per node, and ends the soft drains whose sessions
+    /// stopped coming or whose `drain_timeout` passed.
+    pub fn sweep_sessions(&mut self, now: Instant) {
+        let a = &self.config.affinity;
+        if !a.enabled() {
+            return;
+        }
+        let table = &self.shared.affinity;
+        self.sessions = table.sweep(a.idle_timeout);
+        let m = metrics();
+        m.affinity_table_entries.set(table.len() as i64);
+        for n in 0..2 {
+            m.affinity_sessions
+                .with_label_values(&[self.config.nodes[n].name.as_str()])
+                .set(self.sessions[n] as i64);
+        }
+        let mut ended = false;
+        for n in 0..2 {
+            let Some(soft) = self.soft[n] else { continue };
+            let why = if self.sessions[n] == 0 {
+                "no session left on the node".to_string()
+            } else if now >= soft.deadline {
+                format!(
+                    "affinity.drain_timeout passed: {} sessions move to the twin",
+                    self.sessions[n]
+                )
+            } else {
+                continue;
+            };
+            self.soft[n] = None;
+            ended = true;
+            info!(node = %self.name(n), reason = %why, "soft drain ended; the node is drained");
+            self.record(Some(n), "soft drain ended".into(), why);
+        }
+        if ended {
+            self.publish(true);
+        }
+        self.publish_status();
+    }
+
+    fn record(&mut self, node: Option<NodeId>, event: String, reason: String) {
+        let record = TransitionRecord {
+            at: timestamp(SystemTime::now()),
+            node: node.map(|n| self.name(n)),
+            event,
+            reason,
+        };
+        if let Some(n) = node {
+            self.notes[n].last_transition = Some(record.clone());
+        }
+        self.transitions.push(record);
+    }
+
+    /// Which nodes take the requests bound to them, given the serving order.
+    fn bindings(&self, order: &[NodeId]) -> crate::routing::Bindings {
+        use crate::config::Mode;
+        if !self.config.affinity.enabled() {
+            return crate::routing::Bindings::NONE;
+        }
+        let serves = [0, 1].map(|n| {
+            let node = self.cluster.node(n);
+            let serving = match self.config.mode {
+                Mode::ActiveActive => order.contains(&n),
+                Mode::ActiveStandby => order.first() == Some(&n),
+            };
+            serving || (self.soft[n].is_some() && node.health == Health::Up)
+        });
+        let moved = [0, 1].map(|n| {
+            let node = self.cluster.node(n);
+            if node.health != Health::Up {
+                "down"
+            } else if node.admin == AdminState::Maintenance {
+                "maintenance"
+            } else if !node.eligible() {
+                "drain"
+            } else {
+                "role"
+            }
+        });
+        crate::routing::Bindings { serves, moved }
     }
 
     /// Lets time pass (flap holds, failback hold-down).
@@ -387,6 +557,15 @@ impl Controller {
 
     fn reload(&mut self, new: Arc<GatewayConfig>, now: Instant) -> u64 {
         let old = self.config.clone();
+        let (oa, na) = (&old.affinity, &new.affinity);
+        if oa.mode != na.mode || oa.cookie != na.cookie {
+            // Sessions learned for another cookie mean nothing now.
+            self.shared.affinity.clear();
+            self.sessions = [0, 0];
+        }
+        if !na.enabled() {
+            self.soft = [None, None];
+        }
         let resolved = [0, 1].map(|n| self.carry_resolution(&new, n));
         let reset = [0, 1].map(|n| {
             let (o, c) = (&old.nodes[n], &new.nodes[n]);
@@ -564,14 +743,32 @@ impl Controller {
         })
     }
 
-    fn publish(&self, force: bool) {
+    fn publish(&mut self, force: bool) {
         let order = self.cluster.serving_order();
+        for n in 0..2 {
+            // A node that went down or left drain ends its soft drain.
+            let node = self.cluster.node(n);
+            if node.health != Health::Up || (!node.draining && node.admin != AdminState::Drain) {
+                self.soft[n] = None;
+            }
+        }
         let weights = self.effective_weights();
+        let bindings = self.bindings(&order);
         let current = self.shared.snapshot.load();
-        if !force && current.order == order && current.weights() == weights {
+        if !force
+            && current.order == order
+            && current.weights() == weights
+            && current.bindings() == bindings
+        {
             return;
         }
-        let snap = Snapshot::new(self.config.clone(), self.nodes.clone(), order, weights);
+        let snap = Snapshot::new(
+            self.config.clone(),
+            self.nodes.clone(),
+            order,
+            weights,
+            bindings,
+        );
         self.shared.snapshot.store(Arc::new(snap));
     }
 
@@ -641,11 +838,17 @@ impl Controller {
                     last_check: notes.last_check.clone(),
                     last_transition: notes.last_transition.clone(),
                     history: notes.history.iter().copied().collect(),
+                    sessions: self.sessions[n],
+                    soft_drain: self.soft[n].map(|d| crate::status::SoftDrainStatus {
+                        by: d.by,
+                        until: timestamp(d.until),
+                    }),
                 }
             })
             .collect();
         let status = Status {
             mode: self.config.mode.as_str(),
+            affinity: crate::status::AffinityStatus::of(&self.config),
             primary: match self.config.mode {
                 crate::config::Mode::ActiveStandby => self.cluster.primary().map(|p| self.name(p)),
                 crate::config::Mode::ActiveActive => None,
@@ -665,9 +868,12 @@ impl Controller {
         mut events: mpsc::UnboundedReceiver<Event>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut sweep = tokio::time::interval(SESSION_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.cluster.next_deadline();
             tokio::select! {
+                _ = sweep.tick() => self.sweep_sessions(Instant::now()),
                 ev = events.recv() => match ev {
                     Some(ev) => self.apply(ev, Instant::now()),
                     None => return,

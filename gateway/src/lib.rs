@@ -5,6 +5,7 @@
 //!
 //! | module | job |
 //! | --- | --- |
+//! | [`affinity`] | session affinity: the signed cookie, the application-cookie table, sessions per node |
 //! | [`admin`] | the admin API: status, drain, switchover, reload (axum) |
 //! | [`clients`] | client address behind trusted proxies, forwarding and hop-by-hop headers, rate limit |
 //! | [`reload`] | config reload from the API, SIGHUP or a file change |
@@ -32,6 +33,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod affinity;
 pub mod clients;
 pub mod config;
 pub mod controller;

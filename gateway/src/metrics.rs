@@ -35,7 +35,15 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     pub bodies_too_large: IntCounter,
     pub certificate_expiry: IntGaugeVec,
+    pub affinity_moved: IntCounterVec,
+    pub affinity_sessions: IntGaugeVec,
+    pub affinity_table_entries: IntGauge,
+    pub affinity_rejected: IntCounterVec,
 }
+
+/// Every `reason` of `twinport_affinity_moved_total`: why a request that
+/// carried a node's affinity went to the twin (see `proxy.rs`).
+pub const AFFINITY_MOVE_REASONS: [&str; 5] = ["down", "drain", "maintenance", "role", "retry"];
 
 /// Every `kind` of `twinport_passive_failures_total` (see `proxy.rs`).
 pub const PASSIVE_KINDS: [&str; 6] = [
@@ -178,6 +186,29 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["listener"]
     )
     .expect("metric registers once"),
+    affinity_moved: register_int_counter_vec!(
+        "twinport_affinity_moved_total",
+        "Requests whose session affinity moved to the twin, by why their node could not take them (down, drain, maintenance, role: active-standby primary changed, retry: the node failed this request)",
+        &["reason"]
+    )
+    .expect("metric registers once"),
+    affinity_sessions: register_int_gauge_vec!(
+        "twinport_affinity_sessions",
+        "Distinct session affinities seen per node within affinity.idle_timeout",
+        &["node"]
+    )
+    .expect("metric registers once"),
+    affinity_table_entries: register_int_gauge!(
+        "twinport_affinity_table_entries",
+        "Sessions the gateway remembers (bounded by affinity.max_entries)"
+    )
+    .expect("metric registers once"),
+    affinity_rejected: register_int_counter_vec!(
+        "twinport_affinity_cookies_rejected_total",
+        "Gateway affinity cookies ignored, by reason (malformed, forged, expired); the request went by weight",
+        &["reason"]
+    )
+    .expect("metric registers once"),
 };
     // Every series whose label values are known in advance exists from the
     // start with 0, so that rate() and alerts see the first event and
@@ -193,6 +224,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
     for result in ["ok", "failed"] {
         m.config_reloads.with_label_values(&[result]);
+    }
+    for reason in AFFINITY_MOVE_REASONS {
+        m.affinity_moved.with_label_values(&[reason]);
+    }
+    for r in crate::affinity::Rejected::ALL {
+        m.affinity_rejected.with_label_values(&[r.as_str()]);
     }
     for stage in ["started", "completed"] {
         m.tls_handshakes.with_label_values(&[stage]);

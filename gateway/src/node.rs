@@ -75,6 +75,7 @@ impl NodeRuntime {
             m.passive_failures.with_label_values(&[name, kind]);
         }
         m.sessions_cut.with_label_values(&[name]);
+        m.affinity_sessions.with_label_values(&[name]);
         NodeRuntime {
             index,
             name: node.name.clone(),

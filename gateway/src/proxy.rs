@@ -13,11 +13,14 @@
 //!                                    response header has arrived
 //! ```
 
+use crate::affinity;
 use crate::clients::{self, RateLimiter};
+use crate::config::AffinityMode;
 use crate::controller::Shared;
 use crate::failover::NodeId;
 use crate::metrics::{code_class_index, metrics, CODE_CLASSES};
 use crate::node::NodeRuntime;
+use crate::routing::Snapshot;
 use crate::unavailable;
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -65,6 +68,106 @@ impl Gateway {
                 .store(0, std::sync::atomic::Ordering::Relaxed);
             self.shared
                 .passive_failure(node.index, format!("{n} consecutive errors, last: {kind}"));
+        }
+    }
+
+    /// The request's valid affinity: the gateway cookie checked, or the
+    /// application cookie looked up in the table.
+    fn bound(&self, snap: &Snapshot, req: &RequestHeader) -> Option<Bound> {
+        let a = &snap.config.affinity;
+        if !a.enabled() {
+            return None;
+        }
+        let value = affinity::request_cookie(&req.headers, &a.cookie)?;
+        let table = &self.shared.affinity;
+        match (a.mode, &a.codec) {
+            (AffinityMode::Cookie, Some(codec)) => {
+                let now = affinity::unix_now();
+                let names = [0, 1].map(|n| snap.config.nodes[n].name.as_str());
+                match codec.decode(value, names, now) {
+                    Ok((node, expires)) => Some(Bound {
+                        node,
+                        key: table.key(value),
+                        renew: expires.saturating_sub(now) < a.max_age.as_secs() / 2,
+                    }),
+                    Err(why) => {
+                        metrics()
+                            .affinity_rejected
+                            .with_label_values(&[why.as_str()])
+                            .inc();
+                        None
+                    }
+                }
+            }
+            (AffinityMode::AppCookie, _) => {
+                let key = table.key(value);
+                table.lookup(key, a.idle_timeout).map(|node| Bound {
+                    node,
+                    key,
+                    renew: false,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// After node `node` answered: the affinity follows it. A request
+    /// bound elsewhere moved (counted, and never flips back); in `cookie`
+    /// mode a missing, moved or ageing cookie is replaced; in `app-cookie`
+    /// mode the sessions the node sets or deletes are learned.
+    fn follow_affinity(
+        &self,
+        snap: &Snapshot,
+        https: bool,
+        resp: &mut ResponseHeader,
+        node: NodeId,
+        ctx: &RequestCtx,
+    ) {
+        let a = &snap.config.affinity;
+        let table = &self.shared.affinity;
+        let moved = ctx.bound.filter(|b| b.node != node);
+        if moved.is_some() {
+            metrics()
+                .affinity_moved
+                .with_label_values(&[ctx.moved.unwrap_or("retry")])
+                .inc();
+        }
+        match (a.mode, &a.codec) {
+            (AffinityMode::Cookie, Some(codec)) => {
+                let keep = ctx.bound.filter(|b| b.node == node && !b.renew);
+                if let Some(b) = keep {
+                    table.bind(b.key, node, a.max_entries);
+                    return;
+                }
+                if let Some(b) = ctx.bound {
+                    table.forget(b.key);
+                }
+                let expires = affinity::unix_now() + a.max_age.as_secs();
+                let value = codec.encode(&snap.config.nodes[node].name, expires);
+                table.bind(table.key(&value), node, a.max_entries);
+                let _ = resp.append_header(
+                    http::header::SET_COOKIE,
+                    affinity::set_cookie(&a.cookie, &value, https),
+                );
+                if !resp.headers.contains_key(http::header::CACHE_CONTROL) {
+                    // A shared cache must not hand this cookie to others.
+                    let _ = resp.insert_header(http::header::CACHE_CONTROL, "private");
+                }
+            }
+            (AffinityMode::AppCookie, _) => {
+                let set = affinity::response_cookie(&resp.headers, &a.cookie);
+                if let Some(Some(v)) = &set {
+                    table.bind(table.key(v), node, a.max_entries);
+                }
+                match (ctx.bound, set) {
+                    // The application ended the session.
+                    (Some(b), Some(None)) => table.forget(b.key),
+                    // The old session now lives on the twin: no flip back.
+                    (Some(b), _) if b.node != node => table.bind(b.key, node, a.max_entries),
+                    _ => {}
+                }
+            }
+            _ => {}
         }
     }
 
@@ -119,6 +222,20 @@ pub struct RequestCtx {
     response_started: bool,
     /// Request body bytes received so far (for `clients.max_body_bytes`).
     body_bytes: u64,
+    /// The session affinity the request carried, if valid.
+    bound: Option<Bound>,
+    /// Why the bound node could not take the request (it went by weight).
+    moved: Option<&'static str>,
+}
+
+/// A request's valid session affinity: its node and the session's key in
+/// the affinity table.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    node: NodeId,
+    key: u64,
+    /// The gateway cookie is past half its life: send a fresh one.
+    renew: bool,
 }
 
 /// The peer's IP address (none for a Unix socket).
@@ -181,6 +298,8 @@ impl ProxyHttp for Gateway {
             retry_same_node: false,
             response_started: false,
             body_bytes: 0,
+            bound: None,
+            moved: None,
         }
     }
 
@@ -271,12 +390,20 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snap = self.shared.snapshot.load();
         let pick = if ctx.tried == 0 {
-            snap.pick()
+            ctx.bound = self.bound(&snap, session.req_header());
+            match ctx.bound {
+                Some(b) => {
+                    let (pick, moved) = snap.pick_bound(b.node);
+                    ctx.moved = moved;
+                    pick
+                }
+                None => snap.pick(),
+            }
         } else {
             let same = node_id(ctx).filter(|n| ctx.retry_same_node && snap.order.contains(n));
             snap.pick_retry(ctx.tried).or(same)
@@ -394,6 +521,20 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if !upstream_response.status.is_informational() {
+            if let Some(node) = ctx.node.clone() {
+                let snap = self.shared.snapshot.load();
+                if snap.config.affinity.enabled() {
+                    self.follow_affinity(
+                        &snap,
+                        is_https(session),
+                        upstream_response,
+                        node.index,
+                        ctx,
+                    );
+                }
+            }
+        }
         let hsts = self.shared.snapshot.load().config.clients.hsts_max_age;
         if !hsts.is_zero()
             && is_https(session)

@@ -11,12 +11,31 @@ use crate::node::NodeRuntime;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// Which nodes keep the requests bound to them by session affinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bindings {
+    /// The node takes requests that carry its affinity: it serves (in
+    /// active-standby, as primary), or a soft drain lets its sessions finish.
+    pub serves: [bool; 2],
+    /// Why not, where it does not (a `twinport_affinity_moved_total` reason).
+    pub moved: [&'static str; 2],
+}
+
+impl Bindings {
+    /// No node takes bound requests (no affinity, or nothing serves).
+    pub const NONE: Bindings = Bindings {
+        serves: [false; 2],
+        moved: ["down"; 2],
+    };
+}
+
 pub struct Snapshot {
     pub config: Arc<GatewayConfig>,
     pub nodes: [Arc<NodeRuntime>; 2],
     /// Nodes that may take new requests, in retry order (primary first).
     pub order: Vec<NodeId>,
     weights: [u32; 2],
+    bindings: Bindings,
     /// Weighted sequence of first choices; empty when no node can serve.
     schedule: Vec<NodeId>,
     cursor: AtomicUsize,
@@ -30,6 +49,7 @@ impl Snapshot {
         nodes: [Arc<NodeRuntime>; 2],
         order: Vec<NodeId>,
         weights: [u32; 2],
+        bindings: Bindings,
     ) -> Self {
         let schedule = match config.mode {
             Mode::ActiveStandby => order.first().copied().into_iter().collect(),
@@ -40,6 +60,7 @@ impl Snapshot {
             nodes,
             order,
             weights,
+            bindings,
             schedule,
             cursor: AtomicUsize::new(0),
         }
@@ -56,6 +77,21 @@ impl Snapshot {
             0 => None,
             1 => Some(self.schedule[0]),
             n => Some(self.schedule[self.cursor.fetch_add(1, Ordering::Relaxed) % n]),
+        }
+    }
+
+    pub fn bindings(&self) -> Bindings {
+        self.bindings
+    }
+
+    /// The node for the first attempt of a request bound to `node`: that
+    /// node if it takes its sessions, else the weighted pick and the reason
+    /// the affinity moves.
+    pub fn pick_bound(&self, node: NodeId) -> (Option<NodeId>, Option<&'static str>) {
+        if self.bindings.serves[node] {
+            (Some(node), None)
+        } else {
+            (self.pick(), Some(self.bindings.moved[node]))
         }
     }
 

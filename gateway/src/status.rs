@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub mode: &'static str,
+    pub affinity: AffinityStatus,
     /// Name of the current primary (active-standby), if any node can serve.
     pub primary: Option<String>,
     pub config_generation: u64,
@@ -44,6 +45,57 @@ pub struct NodeStatus {
     /// Results of the last checks, oldest first (`ok`, `draining`,
     /// `failed`, `timeout`, `error`).
     pub history: Vec<&'static str>,
+    /// Distinct sessions bound to the node, seen within
+    /// `affinity.idle_timeout` (0 without affinity).
+    pub sessions: u64,
+    /// A soft drain in progress: the node takes no new sessions but still
+    /// serves its own until they stop coming or `until`.
+    pub soft_drain: Option<SoftDrainStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SoftDrainStatus {
+    /// `operator` (`twinctl drain --soft`) or `agent` (the node reports
+    /// draining).
+    pub by: &'static str,
+    /// When it turns into a hard drain at the latest.
+    pub until: String,
+}
+
+/// Session affinity as configured, and what it means in this mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct AffinityStatus {
+    /// `none`, `cookie` or `app-cookie`.
+    pub mode: &'static str,
+    /// The cookie followed (`None` without affinity).
+    pub cookie: Option<String>,
+    pub idle_timeout_s: u64,
+    pub drain_timeout_s: u64,
+    /// One sentence on what the operator should expect.
+    pub note: &'static str,
+}
+
+impl AffinityStatus {
+    pub fn of(c: &crate::config::GatewayConfig) -> Self {
+        use crate::config::Mode;
+        let a = &c.affinity;
+        let note = match (a.enabled(), c.mode) {
+            (false, _) => "off: every request goes by mode and weight",
+            (true, Mode::ActiveActive) => {
+                "sessions stay on their node; new ones go by weight; a node that fails moves its sessions to the twin once"
+            }
+            (true, Mode::ActiveStandby) => {
+                "active-standby: sessions follow the primary, so a switchover moves every session to the new primary; a soft drain lets them finish first"
+            }
+        };
+        AffinityStatus {
+            mode: a.mode.as_str(),
+            cookie: a.enabled().then(|| a.cookie.clone()),
+            idle_timeout_s: a.idle_timeout.as_secs(),
+            drain_timeout_s: a.drain_timeout.as_secs(),
+            note,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 /// The gateway's view of this node's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Traffic {
-    /// Whether the gateway may send new requests to the node.
+    /// Whether the gateway may send requests to the node: new ones, or,
+    /// during a soft drain, those of sessions bound to it.
     pub routed: bool,
     /// Requests the gateway has in flight on the node.
     pub inflight: i64,
@@ -46,7 +47,7 @@ pub fn traffic_of(status: &serde_json::Value, node: &str) -> Result<Traffic, Str
         .find(|n| n["name"] == node)
         .ok_or_else(|| format!("the gateway has no node `{node}`"))?;
     Ok(Traffic {
-        routed: n["eligible"].as_bool().unwrap_or(true),
+        routed: n["eligible"].as_bool().unwrap_or(true) || !n["soft_drain"].is_null(),
         inflight: n["inflight"].as_i64().unwrap_or(0),
     })
 }
@@ -77,5 +78,9 @@ mod tests {
             }
         );
         assert!(traffic_of(&s, "c").unwrap_err().contains("no node `c`"));
+        // A soft drain still sends the node its sessions' requests.
+        let soft = json!({"nodes": [{"name": "a", "eligible": false, "inflight": 0,
+            "soft_drain": {"by": "agent", "until": "2026-12-04T12:00:00Z"}}]});
+        assert!(traffic_of(&soft, "a").unwrap().routed);
     }
 }

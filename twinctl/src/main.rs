@@ -3,6 +3,8 @@
 //! ```text
 //! twinctl status [--json]          both nodes, roles, states, recent transitions
 //! twinctl drain NODE               no new requests; in-flight ones finish
+//! twinctl drain --soft NODE        no new sessions; the node's sessions finish
+//!                                  there (session affinity), then a drain
 //! twinctl undrain NODE             back into service
 //! twinctl maintenance NODE         no traffic, no failover onto it
 //! twinctl switchover NODE          planned move of the primary role
@@ -77,7 +79,14 @@ enum Command {
         json: bool,
     },
     /// Stop sending new requests to NODE; requests in flight finish.
-    Drain { node: String },
+    Drain {
+        node: String,
+        /// With session affinity: no new sessions go to NODE, but requests
+        /// of sessions bound to it still do, until they stop coming or the
+        /// gateway's affinity.drain_timeout passes; then a full drain.
+        #[arg(long)]
+        soft: bool,
+    },
     /// Put NODE back into service.
     Undrain { node: String },
     /// No traffic to NODE and no failover onto it.
@@ -268,6 +277,16 @@ fn render_status(v: &Value) -> String {
         s(&v["config_generation"]),
         s(&v["config_file"])
     );
+    let affinity = &v["affinity"];
+    let sticky = !affinity.is_null() && affinity["mode"] != "none";
+    if sticky {
+        out.push_str(&format!(
+            "affinity {} (cookie {}): {}\n\n",
+            s(&affinity["mode"]),
+            s(&affinity["cookie"]),
+            s(&affinity["note"])
+        ));
+    }
     let header = [
         "NODE",
         "ROLE",
@@ -276,6 +295,7 @@ fn render_status(v: &Value) -> String {
         "ADMIN",
         "WEIGHT",
         "INFLIGHT",
+        "SESSIONS",
         "VERSION",
         "LAST CHECK",
     ];
@@ -286,10 +306,23 @@ fn render_status(v: &Value) -> String {
             s(&n["name"]),
             s(&n["role"]),
             s(&n["health"]),
-            s(&n["state"]),
+            if n["soft_drain"].is_null() {
+                s(&n["state"])
+            } else {
+                format!(
+                    "{} (soft until {})",
+                    s(&n["state"]),
+                    s(&n["soft_drain"]["until"])
+                )
+            },
             s(&n["admin"]),
             format!("{}/{}", s(&n["effective_weight"]), s(&n["weight"])),
             s(&n["inflight"]),
+            if sticky {
+                s(&n["sessions"])
+            } else {
+                "-".into()
+            },
             s(&n["version"]),
             if check.is_null() {
                 "-".into()
@@ -319,9 +352,14 @@ fn render_status(v: &Value) -> String {
     if !recent.is_empty() {
         out.push_str("\nrecent transitions (newest first):\n");
         for t in recent {
+            let node = match t["node"].as_str() {
+                Some(n) => format!("node {n}"),
+                None => "gateway".into(),
+            };
             out.push_str(&format!(
-                "  {}  {:<28} {}\n",
+                "  {}  {:<8} {:<28} {}\n",
                 s(&t["at"]),
+                node,
                 s(&t["event"]),
                 s(&t["reason"])
             ));
@@ -344,7 +382,27 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 print!("{}", render_status(&v));
             }
         }
-        Command::Drain { node } | Command::Undrain { node } | Command::Maintenance { node } => {
+        Command::Drain { node, soft: true } => {
+            let v = gw.post(&format!("/v1/nodes/{node}/drain?soft=true"), None)?;
+            if v["soft_drain"] == true {
+                let n = v["status"]["nodes"]
+                    .as_array()
+                    .and_then(|ns| ns.iter().find(|x| x["name"] == node.as_str()))
+                    .cloned()
+                    .unwrap_or_default();
+                println!(
+                    "node {node}: soft drain; {} sessions finish there, until {} at the latest",
+                    s(&n["sessions"]),
+                    s(&n["soft_drain"]["until"])
+                );
+            } else {
+                println!(
+                    "node {node}: admin state {} (no soft drain: session affinity is off, the node was drained already or is not up)",
+                    s(&v["admin"])
+                );
+            }
+        }
+        Command::Drain { node, .. } | Command::Undrain { node } | Command::Maintenance { node } => {
             let action = match &cli.command {
                 Command::Drain { .. } => "drain",
                 Command::Undrain { .. } => "undrain",
@@ -401,5 +459,35 @@ mod tests {
         assert!(lines[3].starts_with("a     primary  up      ready"), "{t}");
         assert!(lines[4].starts_with("b     standby  down    down"), "{t}");
         assert!(t.contains("health up → down"));
+        assert!(!t.contains("affinity"), "{t}");
+    }
+
+    #[test]
+    fn affinity_shows_sessions_and_soft_drains() {
+        let v = json!({
+            "mode": "active-active", "primary": null, "config_generation": 1, "config_file": "g.yaml",
+            "affinity": {"mode": "cookie", "cookie": "TWINPORT_AFFINITY", "note": "sessions stay on their node"},
+            "nodes": [
+                {"name": "a", "role": "active", "health": "up", "state": "draining", "admin": "drain",
+                 "weight": 100, "effective_weight": 100, "inflight": 1, "version": "1", "sessions": 42,
+                 "soft_drain": {"by": "operator", "until": "2026-12-04T12:00:00Z"}},
+                {"name": "b", "role": "active", "health": "up", "state": "ready", "admin": "active",
+                 "weight": 100, "effective_weight": 100, "inflight": 0, "version": "1", "sessions": 7,
+                 "soft_drain": null}
+            ],
+            "transitions": [{"at": "t", "node": "a", "event": "soft drain started", "reason": "operator"}]
+        });
+        let t = render_status(&v);
+        assert!(
+            t.contains("affinity cookie (cookie TWINPORT_AFFINITY): sessions stay on their node"),
+            "{t}"
+        );
+        assert!(t.contains("SESSIONS"), "{t}");
+        let a = t.lines().find(|l| l.starts_with("a ")).unwrap();
+        assert!(
+            a.contains("draining (soft until 2026-12-04T12:00:00Z)") && a.contains(" 42 "),
+            "{a}"
+        );
+        assert!(t.contains("node a   soft drain started"), "{t}");
     }
 }

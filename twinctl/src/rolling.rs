@@ -7,6 +7,7 @@
 //! 1 switch traffic away   POST gateway /v1/switchover {"to": twin}   (if the node is primary)
 //! 2 drain                 POST gateway /v1/nodes/N/drain
 //! 3 wait for in-flight    gateway status: the node has 0 requests in flight
+//!                         (and its soft drain is over)
 //! 4 upgrade               POST agent /v1/upgrade; every step of the agent shown as it happens
 //! 5 verify                agent: ready on the new version; gateway: the node is up on it
 //! 6 undrain               POST gateway /v1/nodes/N/undrain
@@ -16,6 +17,12 @@
 //! back, the node stays drained at the gateway, traffic stays on its twin,
 //! and twinctl says why (exit code 1). A node already on the version is
 //! skipped, so the command can be run again after a fix.
+//!
+//! With session affinity on (the gateway's `affinity.mode`), step 1 is
+//! left out and step 2 is a soft drain: new visitors go to the twin at once
+//! (in active-standby the drained primary hands its role over), visitors
+//! with a session on the node finish there, and step 3 also waits until
+//! their requests stop or the gateway's `affinity.drain_timeout` passes.
 
 use crate::{Api, Failure};
 use serde_json::{json, Value};
@@ -71,6 +78,10 @@ impl Progress {
         }
         r
     }
+}
+
+fn s_u64(v: Option<u64>) -> String {
+    v.map_or("?".into(), |n| n.to_string())
 }
 
 fn node_of<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
@@ -197,21 +208,58 @@ fn upgrade_node(
     p: &Progress,
 ) -> Result<(), Failure> {
     let timeout = args.step_timeout;
+    let status = gw.get("/v1/status")?;
+    let sticky = !status["affinity"].is_null() && status["affinity"]["mode"] != "none";
+    let soft_timeout =
+        Duration::from_secs(status["affinity"]["drain_timeout_s"].as_u64().unwrap_or(0));
     p.step(node, 1, &format!("switch traffic away (to {twin})"), || {
+        if sticky {
+            p.line(
+                node,
+                "      session affinity is on: the soft drain moves new visitors instead",
+            );
+            return Ok(());
+        }
         let s = gw.get("/v1/status")?;
         if s["mode"] == "active-standby" && s["primary"] == node {
             gw.post("/v1/switchover", Some(json!({ "to": twin })))?;
         }
         Ok(())
     })?;
-    p.step(node, 2, "drain at the gateway", || {
-        gw.post(&format!("/v1/nodes/{node}/drain"), None)
+    let drain = if sticky {
+        "soft drain at the gateway (sessions finish)"
+    } else {
+        "drain at the gateway"
+    };
+    p.step(node, 2, drain, || {
+        let q = if sticky { "?soft=true" } else { "" };
+        gw.post(&format!("/v1/nodes/{node}/drain{q}"), None)
             .map(|_| ())
     })?;
-    p.step(node, 3, "wait until no request is in flight", || {
-        wait_until(timeout, "the drain", || {
+    let wait = if sticky {
+        "wait until the node's sessions end and no request is in flight"
+    } else {
+        "wait until no request is in flight"
+    };
+    p.step(node, 3, wait, || {
+        let mut shown = None;
+        wait_until(timeout + soft_timeout, "the drain", || {
             let s = gw.get("/v1/status")?;
             let n = node_of(&s, node).cloned().unwrap_or_default();
+            if !n["soft_drain"].is_null() {
+                let sessions = n["sessions"].as_u64();
+                if shown != sessions {
+                    p.line(
+                        node,
+                        &format!("      {} sessions still on the node", s_u64(sessions)),
+                    );
+                    shown = sessions;
+                }
+                return Ok(Err(format!(
+                    "soft drain: {} sessions on the node",
+                    s_u64(sessions)
+                )));
+            }
             Ok(match n["inflight"].as_i64() {
                 Some(0) => Ok(()),
                 other => Err(format!("{other:?} requests in flight")),

@@ -7,7 +7,10 @@
 //! Application routes: `GET /` (a page), `GET /whoami` (the node name),
 //! `GET /slow?ms=N`, `GET /status/{code}`, `POST /record?id=X&ms=N` (appends
 //! `X` to the journal file before answering after `ms`), `GET /headers` (the
-//! request's headers as JSON, each name with its values). Every answer
+//! request's headers as JSON, each name with its values), `GET /app?visitor=V`
+//! (a stateful application: sessions in this process's memory under a
+//! `JSESSIONID` cookie; answers whether the request's session was `known`
+//! here or had to be `created`, with a new cookie). Every answer
 //! carries `X-Twinport-Node` and `X-Twinport-Version`.
 //! Agent routes: `GET /ready`, `GET /live`, `POST /_demo/state/{state}`.
 #![forbid(unsafe_code)]
@@ -56,6 +59,67 @@ struct Node {
     weight: u32,
     state: Mutex<String>,
     journal: Option<Mutex<std::fs::File>>,
+    /// Session id → (visitor, requests seen).
+    sessions: Mutex<std::collections::HashMap<String, (String, u64)>>,
+    next_session: std::sync::atomic::AtomicU64,
+}
+
+/// Sessions kept at most; beyond, the demo forgets them all.
+const MAX_SESSIONS: usize = 100_000;
+
+#[derive(Deserialize)]
+struct AppQuery {
+    visitor: Option<String>,
+}
+
+/// The session cookie's value in the request, if any.
+fn session_id(h: &axum::http::HeaderMap) -> Option<String> {
+    h.get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == "JSESSIONID")
+        .map(|(_, v)| v.to_string())
+}
+
+/// A page of a stateful application: the session is looked up in this
+/// node's memory; one that is not here is created (a visitor whose node
+/// failed logs in again on the twin).
+async fn app(
+    State(n): State<Shared>,
+    Query(q): Query<AppQuery>,
+    h: axum::http::HeaderMap,
+) -> Response {
+    let visitor = q.visitor.unwrap_or_default();
+    let mut sessions = n.sessions.lock().expect("sessions lock");
+    if let Some(id) = session_id(&h) {
+        if let Some((v, count)) = sessions.get_mut(&id) {
+            *count += 1;
+            return Json(
+                json!({ "node": n.name, "session": "known", "visitor": v, "requests": count }),
+            )
+            .into_response();
+        }
+    }
+    if sessions.len() >= MAX_SESSIONS {
+        sessions.clear();
+    }
+    let seq = n
+        .next_session
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let id = format!("{}.{seq}.{nanos:x}", n.name);
+    sessions.insert(id.clone(), (visitor.clone(), 1));
+    let mut r =
+        Json(json!({ "node": n.name, "session": "created", "visitor": visitor, "requests": 1 }))
+            .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("JSESSIONID={id}; Path=/; HttpOnly")) {
+        r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    r
 }
 
 type Shared = Arc<Node>;
@@ -181,6 +245,8 @@ async fn main() -> anyhow::Result<()> {
         weight: args.weight,
         state: Mutex::new("ready".into()),
         journal,
+        sessions: Mutex::new(Default::default()),
+        next_session: Default::default(),
     });
     let header = HeaderValue::from_str(&args.name)?;
     let version = HeaderValue::from_str(&args.version)?;
@@ -189,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/whoami", get(whoami))
         .route("/slow", get(slow))
         .route("/headers", get(headers))
+        .route("/app", get(app))
         .route("/status/{code}", get(status))
         .route("/record", post(record))
         .layer(axum::middleware::map_response(move |mut r: Response| {

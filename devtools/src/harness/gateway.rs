@@ -144,6 +144,8 @@ pub struct GwOpts {
     /// `server.grace_period`: how long a stopping gateway lets requests
     /// in flight finish (0s: tests that stop it want it gone at once).
     pub grace_period: &'static str,
+    /// More top-level YAML (an `affinity:` section...).
+    pub extra: String,
 }
 
 impl Default for GwOpts {
@@ -160,6 +162,7 @@ impl Default for GwOpts {
             ocsp_response: None,
             admin_extra: String::new(),
             grace_period: "0s",
+            extra: String::new(),
         }
     }
 }
@@ -288,7 +291,8 @@ admin:\n  token_file: admin.token\n  audit_log: audit.log\n{read_token}{admin_ex
 mode: {mode}\nprimary: {primary}\nnodes:\n{node_yaml}\
 failback:\n  preempt: {preempt}\n  hold_down: {hold}\n\
 timeouts:\n  read: {read}\n\
-server:\n  threads: 2\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n{extra}",
+server:\n  threads: 2\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n{extra}{more}",
+            more = o.extra,
             http = self.http,
             grace = o.grace_period,
             metrics = self.metrics,

@@ -5,8 +5,11 @@
 //! - [`agent`]: per twin a `node-agent` supervising a `demo-node` app,
 //!   behind the gateway;
 //! - [`ticketing`]: the ticketing service on SQLite or a fresh PostgreSQL
-//!   database.
+//!   database;
+//! - [`visitors`]: visitors of a stateful application, each with its own
+//!   cookies (session affinity).
 
 pub mod agent;
 pub mod gateway;
 pub mod ticketing;
+pub mod visitors;

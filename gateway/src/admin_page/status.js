@@ -42,9 +42,13 @@
     card.appendChild(h);
     const dl = document.createElement("dl");
     const rows = [
-      ["health", n.health], ["state", n.state], ["admin", n.admin],
+      ["health", n.health],
+      ["state", n.soft_drain ? n.state + " (soft drain until " + n.soft_drain.until + ")" : n.state],
+      ["admin", n.admin],
       ["weight", n.effective_weight + " / " + n.weight], ["in flight", n.inflight],
-      ["traffic", rate(n, status)], ["version", n.version],
+      ["traffic", rate(n, status)],
+      ["sessions", status.affinity && status.affinity.mode !== "none" ? n.sessions : null],
+      ["version", n.version],
       ["address", n.address + " (agent " + n.agent + ")"],
       ["last check", n.last_check ? n.last_check.result + " — " + n.last_check.detail : null],
       ["last change", n.last_transition ? n.last_transition.event + " — " + n.last_transition.reason : null],
@@ -66,6 +70,9 @@
     $("mode").textContent = status.mode;
     $("primary").textContent = status.primary || (status.mode === "active-active" ? "both active" : "none");
     $("generation").textContent = status.config_generation;
+    const aff = status.affinity || { mode: "none" };
+    $("affinity").textContent = aff.mode;
+    $("affinity").title = aff.note || "";
     $("updated").textContent = "updated " + new Date(status.at).toLocaleTimeString();
     const nodes = $("nodes");
     nodes.replaceChildren(...status.nodes.map((n) => drawNode(n, status)));

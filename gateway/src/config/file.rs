@@ -48,6 +48,8 @@ pub struct FileConfig {
     pub dns: FileDns,
     #[serde(default)]
     pub clients: FileClients,
+    #[serde(default)]
+    pub affinity: FileAffinity,
     /// Watch this file and reload it when it changes (default true).
     #[serde(default)]
     pub watch_config: Option<bool>,
@@ -295,4 +297,46 @@ pub struct FileClients {
     /// year; 0s sends none).
     #[serde(default, with = "humantime_serde")]
     pub hsts_max_age: Option<Duration>,
+}
+
+/// Session affinity: which requests stay on one twin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAffinity {
+    /// `none` (default), `cookie` (the gateway inserts a signed cookie
+    /// naming the node) or `app-cookie` (the gateway follows the
+    /// application's session cookie, learned from the node's `Set-Cookie`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The gateway's cookie in `cookie` mode (default `TWINPORT_AFFINITY`).
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// The application's session cookie in `app-cookie` mode (default
+    /// `JSESSIONID`).
+    #[serde(default)]
+    pub app_cookie: Option<String>,
+    /// `cookie` mode: file with the key that signs the cookie (one line,
+    /// at least 32 characters, not readable by other users). Both gateways
+    /// of a pair use the same key, so either honours the other's cookies.
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    /// How long a gateway cookie is valid (default 8h); it is renewed on a
+    /// response once half of that has passed.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// A session with no request for this long is forgotten: `app-cookie`
+    /// table entries expire, and it no longer counts as bound to its node
+    /// (default 30m).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Most sessions remembered (the `app-cookie` table, and the sessions
+    /// counted per node); the least recently seen go first (default
+    /// 100000).
+    #[serde(default)]
+    pub max_entries: Option<u32>,
+    /// A soft drain (`twinctl drain --soft`, or the node's agent reporting
+    /// `draining`) keeps serving the node's sessions for at most this long
+    /// (default 15m), then drains hard and the rest move to the twin.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<Duration>,
 }

@@ -48,6 +48,76 @@ pub struct GatewayConfig {
     pub watch_config: bool,
     pub dns: Dns,
     pub clients: Clients,
+    pub affinity: Affinity,
+}
+
+/// How requests are kept on one twin (see [`crate::affinity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AffinityMode {
+    /// Every request goes by mode and weight.
+    None,
+    /// The gateway inserts a signed cookie naming the node.
+    Cookie,
+    /// The gateway follows the application's session cookie.
+    AppCookie,
+}
+
+impl AffinityMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AffinityMode::None => "none",
+            AffinityMode::Cookie => "cookie",
+            AffinityMode::AppCookie => "app-cookie",
+        }
+    }
+}
+
+/// Session affinity, validated.
+#[derive(Clone)]
+pub struct Affinity {
+    pub mode: AffinityMode,
+    /// The cookie followed: the gateway's (`cookie`) or the application's
+    /// (`app-cookie`).
+    pub cookie: String,
+    /// Signs and checks the gateway's cookie (`cookie` mode).
+    pub codec: Option<Arc<crate::affinity::CookieCodec>>,
+    pub max_age: Duration,
+    pub idle_timeout: Duration,
+    pub max_entries: u32,
+    pub drain_timeout: Duration,
+}
+
+impl Affinity {
+    pub fn enabled(&self) -> bool {
+        self.mode != AffinityMode::None
+    }
+}
+
+impl std::fmt::Debug for Affinity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Affinity")
+            .field("mode", &self.mode)
+            .field("cookie", &self.cookie)
+            .field("max_age", &self.max_age)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_entries", &self.max_entries)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Affinity {
+    fn default() -> Self {
+        Affinity {
+            mode: AffinityMode::None,
+            cookie: String::new(),
+            codec: None,
+            max_age: Duration::from_secs(8 * 3600),
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_entries: 100_000,
+            drain_timeout: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// What the gateway does about its clients (see [`crate::clients`]).
@@ -378,6 +448,7 @@ impl GatewayConfig {
         let server = server(&mut e, &f.server, base);
         let admin = admin(&mut e, &f, listeners.admin, base);
         let clients = clients(&mut e, &f.clients);
+        let affinity = affinity(&mut e, &f.affinity, base);
 
         if !e.0.is_empty() {
             return Err(e.0);
@@ -400,6 +471,7 @@ impl GatewayConfig {
             watch_config: f.watch_config.unwrap_or(true),
             dns,
             clients,
+            affinity,
         })
     }
 }
@@ -804,5 +876,112 @@ fn clients(e: &mut Errors, c: &FileClients) -> Clients {
             None => defaults_clients.max_header_bytes,
         },
         hsts_max_age: c.hsts_max_age.unwrap_or(defaults_clients.hsts_max_age),
+    }
+}
+
+/// A cookie name: an RFC 6265 token.
+fn cookie_name(e: &mut Errors, field: &str, name: &str) {
+    let token = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(token) {
+        e.push(
+            field,
+            format!("`{name}` is not a cookie name (1-64 letters, digits and !#$%&'*+-.^_`|~)"),
+        );
+    }
+}
+
+/// Shortest signing key accepted for the affinity cookie.
+const MIN_AFFINITY_SECRET: usize = 32;
+
+/// `affinity`: the mode, its cookie and its bounds.
+fn affinity(e: &mut Errors, a: &FileAffinity, base: &Path) -> Affinity {
+    let d = Affinity::default();
+    let mode = match a.mode.as_deref() {
+        None | Some("none") => AffinityMode::None,
+        Some("cookie") => AffinityMode::Cookie,
+        Some("app-cookie") => AffinityMode::AppCookie,
+        Some(other) => {
+            e.push(
+                "affinity.mode",
+                format!("`{other}` is not a mode (none, cookie or app-cookie)"),
+            );
+            AffinityMode::None
+        }
+    };
+    let cookie = match mode {
+        AffinityMode::AppCookie => a.app_cookie.clone().unwrap_or_else(|| "JSESSIONID".into()),
+        _ => a
+            .cookie
+            .clone()
+            .unwrap_or_else(|| "TWINPORT_AFFINITY".into()),
+    };
+    let field = match mode {
+        AffinityMode::AppCookie => "affinity.app_cookie",
+        _ => "affinity.cookie",
+    };
+    cookie_name(e, field, &cookie);
+    if mode == AffinityMode::AppCookie && a.cookie.is_some() {
+        e.push(
+            "affinity.cookie",
+            "names the gateway's cookie, which app-cookie mode does not insert; set affinity.app_cookie",
+        );
+    }
+    let codec = match (&a.secret_file, mode) {
+        (Some(f), AffinityMode::Cookie) => match read_token(&resolve(base, f)) {
+            Ok(k) if k.len() < MIN_AFFINITY_SECRET => {
+                e.push(
+                    "affinity.secret_file",
+                    format!("the key must be at least {MIN_AFFINITY_SECRET} characters (for example: openssl rand -hex 32)"),
+                );
+                None
+            }
+            Ok(k) => Some(Arc::new(crate::affinity::CookieCodec::new(&k))),
+            Err(why) => {
+                e.push("affinity.secret_file", why);
+                None
+            }
+        },
+        (None, AffinityMode::Cookie) => {
+            e.push(
+                "affinity.secret_file",
+                "cookie mode needs a signing key file (both gateways of a pair share it)",
+            );
+            None
+        }
+        _ => None,
+    };
+    let max_age = e.duration(
+        "affinity.max_age",
+        a.max_age,
+        d.max_age,
+        Duration::from_secs(2),
+    );
+    let idle_timeout = e.duration(
+        "affinity.idle_timeout",
+        a.idle_timeout,
+        d.idle_timeout,
+        Duration::from_secs(1),
+    );
+    let drain_timeout = e.duration(
+        "affinity.drain_timeout",
+        a.drain_timeout,
+        d.drain_timeout,
+        Duration::from_secs(1),
+    );
+    let max_entries = e.range_u32(
+        "affinity.max_entries",
+        a.max_entries,
+        d.max_entries,
+        100,
+        10_000_000,
+    );
+    Affinity {
+        mode,
+        cookie,
+        codec,
+        max_age,
+        idle_timeout,
+        max_entries,
+        drain_timeout,
     }
 }
