@@ -363,6 +363,8 @@ impl Controller {
         if !a.enabled() || state.health != Health::Up || taken_out {
             return;
         }
+        // Counted afresh: the last sweep may be up to a second old.
+        self.sessions = self.shared.affinity.sweep(a.idle_timeout);
         self.soft[node] = Some(SoftDrain {
             deadline: now + a.drain_timeout,
             until: SystemTime::now() + a.drain_timeout,

@@ -494,3 +494,163 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
     assert_eq!(devtools::check_config("node-agent", &a.config).0, Some(0));
 }
+
+/// With session affinity, `twinctl rolling-upgrade` soft-drains each node:
+/// visitors whose session is on it finish their flows there (0 sessions
+/// lost), new visitors go to the twin, and the visitors still active when
+/// `affinity.drain_timeout` passes move to the twin; the upgrade proceeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_upgrade_soft_drains_and_lets_sessions_finish() {
+    use devtools::harness::gateway::GwOpts;
+    use devtools::harness::visitors::{crowd, visit_all, Visitor};
+    let key_dir = devtools::TempDir::new("agent-soft-key");
+    let key = key_dir.path().join("affinity.key");
+    devtools::write_secret(&key, "rolling-soft-drain-key-0123456789abcdef\n");
+    let drain_timeout = Duration::from_secs(6);
+    let opts = GwOpts {
+        mode: "active-active",
+        extra: format!(
+            "affinity:\n  mode: cookie\n  secret_file: {}\n  idle_timeout: 2s\n  drain_timeout: 6s\n",
+            key.display()
+        ),
+        ..GwOpts::default()
+    };
+    let (dir, a, b, gw) = appliance_with("agent-soft", UPGRADE, &opts).await;
+    let base = gw.url("");
+    let v2 = release(&dir, "2.0.0", true);
+    let finishers = visit_all(&base, crowd("f", 40), 1, 20, Duration::ZERO).await;
+    let stayers = visit_all(&base, crowd("s", 20), 1, 20, Duration::ZERO).await;
+
+    // Finishers: a 3 s flow from now on. Stayers: a request every 200 ms
+    // until the roll-out is over (at most 120 s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let flows = tokio::spawn(visit_all(
+        base.clone(),
+        finishers,
+        31,
+        40,
+        Duration::from_millis(100),
+    ));
+    let mut stay_tasks = Vec::new();
+    for mut v in stayers {
+        let (stop, base) = (stop.clone(), base.clone());
+        stay_tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let end = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                v.visit(&client, &base).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            v
+        }));
+    }
+    // Newcomers: once a soft drain is seen, 10 new visitors.
+    let newcomers = {
+        let (admin, token, base) = (gw.admin, gw.token.clone(), base.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let end = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < end {
+                let s: serde_json::Value = client
+                    .get(format!("http://{admin}/v1/status"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let draining = s["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|n| !n["soft_drain"].is_null())
+                    .map(|n| n["name"].as_str().unwrap().to_string());
+                if let Some(d) = draining {
+                    return (
+                        d,
+                        visit_all(&base, crowd("n", 10), 3, 10, Duration::ZERO).await,
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no soft drain seen within 30 s");
+        })
+    };
+
+    let started = Instant::now();
+    let (code, stdout, stderr) =
+        tokio::task::block_in_place(|| rolling_upgrade(&gw, &a, &b, &v2, "2.0.0"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(code, 0, "twinctl failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("soft drain at the gateway"), "{stdout}");
+    println!("{stdout}");
+
+    let finishers = flows.await.unwrap();
+    let mut stayers = Vec::new();
+    for t in stay_tasks {
+        stayers.push(t.await.unwrap());
+    }
+    let (drained, newcomers) = newcomers.await.unwrap();
+    let all: Vec<&Visitor> = finishers.iter().chain(&stayers).chain(&newcomers).collect();
+    let failed: Vec<_> = all
+        .iter()
+        .flat_map(|v| v.visits.iter())
+        .filter(|x| !x.ok())
+        .take(3)
+        .collect();
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+
+    // Finishers lost no session: every request on their node, known there.
+    for v in &finishers {
+        assert_eq!(v.sessions_lost(), 0, "{}: {:?}", v.id, v.visits);
+        let node = v.first_node().unwrap();
+        assert!(v.visits.iter().all(|x| x.node == node), "{}", v.id);
+    }
+    // Newcomers went to the twin of the draining node.
+    assert!(
+        newcomers
+            .iter()
+            .all(|v| v.visits.iter().all(|x| x.node != drained)),
+        "new visitors reached {drained}, which was soft-draining"
+    );
+    // Stayers on the first drained node kept it until drain_timeout, then
+    // moved once; none lost a session more than once per drained node.
+    let mut moved_late = 0;
+    for v in &stayers {
+        assert!(v.sessions_lost() <= 2, "{}: {:?}", v.id, v.visits);
+        if v.first_node() == Some(drained.as_str()) {
+            let first_move = v
+                .visits
+                .iter()
+                .skip(1)
+                .find(|x| x.session == "created")
+                .unwrap_or_else(|| panic!("{} never moved off {drained}", v.id));
+            let after = first_move.at.duration_since(started);
+            assert!(
+                after >= drain_timeout - Duration::from_secs(1),
+                "{} moved after {after:?}, before drain_timeout",
+                v.id
+            );
+            moved_late += 1;
+        }
+    }
+    assert!(moved_late > 0, "no stayer was on {drained}");
+    let (_, g) = gw.admin_call("GET", "/v1/status", None).await;
+    for n in g["nodes"].as_array().unwrap() {
+        assert_eq!(
+            (n["version"].as_str(), n["eligible"].as_bool()),
+            (Some("2.0.0"), Some(true)),
+            "{n}"
+        );
+    }
+    assert!(
+        g["transitions"]
+            .to_string()
+            .contains("drain_timeout passed"),
+        "{g}"
+    );
+}

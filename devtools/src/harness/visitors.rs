@@ -128,12 +128,13 @@ impl Visitor {
 /// gives the visitors back in their order. Bounded: every request has a
 /// 10 s timeout.
 pub async fn visit_all(
-    base: &str,
+    base: impl Into<String>,
     visitors: Vec<Visitor>,
     rounds: usize,
     concurrency: usize,
     pause: Duration,
 ) -> Vec<Visitor> {
+    let base: String = base.into();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -141,7 +142,7 @@ pub async fn visit_all(
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::new();
     for mut v in visitors {
-        let (client, permits, base) = (client.clone(), permits.clone(), base.to_string());
+        let (client, permits, base) = (client.clone(), permits.clone(), base.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore");
             for i in 0..rounds {

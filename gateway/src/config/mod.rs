@@ -83,6 +83,67 @@ nodes:
     }
 
     #[test]
+    fn affinity_is_checked_field_by_field() {
+        let c = parse(Path::new("g.yaml"), MINIMAL).unwrap();
+        assert_eq!(c.affinity.mode, AffinityMode::None);
+        let dir = std::env::temp_dir().join(format!("twinport-aff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let short = dir.join("short.key");
+        std::fs::write(&short, "only-16-chars-xx\n").unwrap();
+        let good = dir.join("good.key");
+        std::fs::write(&good, "0123456789abcdef0123456789abcdef\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&short, &good] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let file = dir.join("g.yaml");
+        let fields = |extra: &str| -> Vec<String> {
+            match parse(&file, &format!("{MINIMAL}affinity:\n{extra}")) {
+                Ok(_) => Vec::new(),
+                Err(ConfigError::Invalid { errors, .. }) => {
+                    errors.into_iter().map(|e| e.field).collect()
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(fields("  mode: sticky\n"), ["affinity.mode"]);
+        assert_eq!(fields("  mode: cookie\n"), ["affinity.secret_file"]);
+        assert_eq!(
+            fields("  mode: cookie\n  secret_file: short.key\n"),
+            ["affinity.secret_file"]
+        );
+        assert_eq!(
+            fields(
+                "  mode: cookie\n  secret_file: good.key\n  cookie: \"a b\"\n  max_entries: 5\n"
+            ),
+            ["affinity.cookie", "affinity.max_entries"]
+        );
+        assert_eq!(
+            fields("  mode: app-cookie\n  cookie: X\n"),
+            ["affinity.cookie"]
+        );
+        let c = parse(
+            &file,
+            &format!("{MINIMAL}affinity:\n  mode: app-cookie\n  app_cookie: PHPSESSID\n  drain_timeout: 5m\n"),
+        )
+        .unwrap();
+        assert_eq!(c.affinity.mode, AffinityMode::AppCookie);
+        assert_eq!(c.affinity.cookie, "PHPSESSID");
+        assert_eq!(
+            c.affinity.drain_timeout,
+            std::time::Duration::from_secs(300)
+        );
+        let c = parse(
+            &file,
+            &format!("{MINIMAL}affinity:\n  mode: cookie\n  secret_file: good.key\n"),
+        )
+        .unwrap();
+        assert_eq!(c.affinity.cookie, "TWINPORT_AFFINITY");
+        assert!(c.affinity.codec.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_same_address_twice_among_listeners_is_refused() {
         let text = MINIMAL.replace(
             "  http: 127.0.0.1:8080\n",
