@@ -521,21 +521,13 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if !upstream_response.status.is_informational() {
-            if let Some(node) = ctx.node.clone() {
-                let snap = self.shared.snapshot.load();
-                if snap.config.affinity.enabled() {
-                    self.follow_affinity(
-                        &snap,
-                        is_https(session),
-                        upstream_response,
-                        node.index,
-                        ctx,
-                    );
-                }
+        let snap = self.shared.snapshot.load();
+        if snap.config.affinity.enabled() && !upstream_response.status.is_informational() {
+            if let Some(node) = node_id(ctx) {
+                self.follow_affinity(&snap, is_https(session), upstream_response, node, ctx);
             }
         }
-        let hsts = self.shared.snapshot.load().config.clients.hsts_max_age;
+        let hsts = snap.config.clients.hsts_max_age;
         if !hsts.is_zero()
             && is_https(session)
             && upstream_response
@@ -551,15 +543,14 @@ impl ProxyHttp for Gateway {
         // A connection whose node is being drained (or has left service) is
         // closed after this response, so the client reconnects and is
         // balanced afresh; so is every connection while this process hands
-        // over to a new one.
+        // over to a new one. A node in a soft drain keeps its sessions'
+        // connections: their requests come back to it anyway.
         let leaving = self
             .shared
             .leaving
             .load(std::sync::atomic::Ordering::Relaxed);
-        let node_out = ctx
-            .node
-            .as_ref()
-            .is_some_and(|n| !self.shared.snapshot.load().order.contains(&n.index));
+        let node_out =
+            node_id(ctx).is_some_and(|n| !snap.order.contains(&n) && !snap.bindings().serves[n]);
         if leaving || node_out {
             session.set_keepalive(None);
         }
