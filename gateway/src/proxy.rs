@@ -143,8 +143,9 @@ impl Gateway {
                     table.forget(b.key);
                 }
                 let expires = affinity::unix_now() + a.max_age.as_secs();
+                // Counted as a session once a request brings it back (an
+                // API client that keeps no cookies is no session).
                 let value = codec.encode(&snap.config.nodes[node].name, expires);
-                table.bind(table.key(&value), node, a.max_entries);
                 let _ = resp.append_header(
                     http::header::SET_COOKIE,
                     affinity::set_cookie(&a.cookie, &value, https),

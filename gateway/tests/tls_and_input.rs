@@ -193,6 +193,10 @@ fn shipped_configs_are_valid() {
             let path = copy.parent().unwrap().join(token.as_str().unwrap());
             devtools::write_secret(&path, "a-generated-token-0123456789\n");
         }
+        if let Some(key) = v.get("affinity").and_then(|a| a.get("secret_file")) {
+            let path = copy.parent().unwrap().join(key.as_str().unwrap());
+            devtools::write_secret(&path, "a-generated-affinity-key-0123456789abcdef\n");
+        }
         let (code, text) = check(&copy);
         assert_eq!(code, Some(0), "{}: {text}", entry.display());
         checked += 1;
