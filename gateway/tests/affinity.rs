@@ -352,3 +352,69 @@ async fn a_soft_drain_keeps_sessions_and_ends_when_they_stop() {
     );
     assert_eq!(moved_total(&gw).await, 0.0);
 }
+
+/// Active-standby: sessions follow the primary, the status says so, and a
+/// switchover moves every visitor once (reason `role`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_active_standby_a_switchover_moves_every_session_once() {
+    let (dir, a, b) = twins("aff-as");
+    let opts = GwOpts {
+        extra: affinity_yaml(&dir, "cookie", ""),
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let base = gw.url("");
+    let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
+    assert!(
+        s["affinity"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("a switchover moves every session"),
+        "{s}"
+    );
+    let visitors = visit_all(&base, crowd("v", 30), 3, 10, Duration::ZERO).await;
+    assert!(visitors.iter().all(|v| v.visits.iter().all(|x| x.node == "a")));
+    let (code, _) = gw
+        .admin_call("POST", "/v1/switchover", Some(serde_json::json!({"to": "b"})))
+        .await;
+    assert_eq!(code, 200);
+    let visitors = visit_all(&base, visitors, 3, 10, Duration::ZERO).await;
+    for v in &visitors {
+        assert!(v.visits[3..].iter().all(|x| x.ok() && x.node == "b"), "{}", v.id);
+        assert_eq!(v.sessions_lost(), 1, "{}: moved once", v.id);
+    }
+    assert_eq!(
+        gw.metric(r#"twinport_affinity_moved_total{reason="role"}"#)
+            .await,
+        Some(30.0)
+    );
+}
+
+/// Affinity is switched on and off by a reload, like everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn affinity_follows_a_reload() {
+    let (dir, a, b) = twins("aff-reload");
+    let mut opts = GwOpts {
+        mode: "active-active",
+        ..GwOpts::default()
+    };
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let client = reqwest::Client::new();
+    let cookie_set = |r: &reqwest::Response| r.headers().contains_key("set-cookie");
+    let r = client.get(gw.url("/whoami")).send().await.unwrap();
+    assert!(!cookie_set(&r));
+    opts.extra = affinity_yaml(&dir, "cookie", "");
+    gw.write_config(&opts, "");
+    let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    let r = client.get(gw.url("/whoami")).send().await.unwrap();
+    assert!(cookie_set(&r));
+    let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(s["affinity"]["mode"], "cookie");
+    opts.extra = String::new();
+    gw.write_config(&opts, "");
+    let (code, body) = gw.admin_call("POST", "/v1/config/reload", None).await;
+    assert_eq!(code, 200, "{body}");
+    let r = client.get(gw.url("/whoami")).send().await.unwrap();
+    assert!(!cookie_set(&r));
+}
