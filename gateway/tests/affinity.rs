@@ -373,14 +373,24 @@ async fn in_active_standby_a_switchover_moves_every_session_once() {
         "{s}"
     );
     let visitors = visit_all(&base, crowd("v", 30), 3, 10, Duration::ZERO).await;
-    assert!(visitors.iter().all(|v| v.visits.iter().all(|x| x.node == "a")));
+    assert!(visitors
+        .iter()
+        .all(|v| v.visits.iter().all(|x| x.node == "a")));
     let (code, _) = gw
-        .admin_call("POST", "/v1/switchover", Some(serde_json::json!({"to": "b"})))
+        .admin_call(
+            "POST",
+            "/v1/switchover",
+            Some(serde_json::json!({"to": "b"})),
+        )
         .await;
     assert_eq!(code, 200);
     let visitors = visit_all(&base, visitors, 3, 10, Duration::ZERO).await;
     for v in &visitors {
-        assert!(v.visits[3..].iter().all(|x| x.ok() && x.node == "b"), "{}", v.id);
+        assert!(
+            v.visits[3..].iter().all(|x| x.ok() && x.node == "b"),
+            "{}",
+            v.id
+        );
         assert_eq!(v.sessions_lost(), 1, "{}: moved once", v.id);
     }
     assert_eq!(
@@ -417,4 +427,66 @@ async fn affinity_follows_a_reload() {
     assert_eq!(code, 200, "{body}");
     let r = client.get(gw.url("/whoami")).send().await.unwrap();
     assert!(!cookie_set(&r));
+}
+
+/// A node whose agent reports `draining` is soft-drained too: its sessions
+/// still reach it, new visitors do not, and `affinity.drain_timeout` ends
+/// it; the agent back to ready ends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_reporting_draining_soft_drains_its_node() {
+    let (dir, a, b) = twins("aff-agent");
+    let more = "  idle_timeout: 30s\n  drain_timeout: 3s\n";
+    let gw = Gateway::start(&dir, &[&a, &b], &active_active(&dir, "cookie", more));
+    let base = gw.url("");
+    let visitors = visit_all(&base, crowd("v", 20), 2, 10, Duration::ZERO).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://{}/_demo/state/draining", a.agent))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
+        if s["nodes"][0]["soft_drain"]["by"] == "agent" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no soft drain by the agent: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (visitors, new) = tokio::join!(
+        visit_all(&base, visitors, 3, 10, Duration::ZERO),
+        visit_all(&base, crowd("new", 10), 2, 10, Duration::ZERO)
+    );
+    assert!(visitors.iter().all(|v| v.sessions_lost() == 0));
+    assert!(new.iter().all(|v| v.visits.iter().all(|x| x.node == "b")));
+    // Sessions keep coming, so drain_timeout (3 s) ends the soft drain and
+    // the rest move to b.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
+    assert!(s["nodes"][0]["soft_drain"].is_null(), "{s}");
+    assert!(
+        s["transitions"]
+            .to_string()
+            .contains("drain_timeout passed"),
+        "{s}"
+    );
+    let visitors = visit_all(&base, visitors, 2, 10, Duration::ZERO).await;
+    for v in visitors.iter().filter(|v| v.first_node() == Some("a")) {
+        assert_eq!(v.visits[5].node, "b", "{}", v.id);
+        assert_eq!(v.sessions_lost(), 1, "{}", v.id);
+    }
+    let on_a = visitors
+        .iter()
+        .filter(|v| v.first_node() == Some("a"))
+        .count();
+    assert_eq!(
+        gw.metric(r#"twinport_affinity_moved_total{reason="drain"}"#)
+            .await,
+        Some(on_a as f64)
+    );
 }
