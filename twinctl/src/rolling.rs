@@ -198,12 +198,12 @@ pub fn run(gw: &Api, args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn upgrade_node(
+/// Steps 1 to 3: traffic away from `node` and drained at the gateway (a
+/// soft drain with session affinity), nothing in flight on it any more.
+fn take_out_of_service(
     gw: &Api,
-    agent: &Api,
     node: &str,
     twin: &str,
-    release: &std::path::Path,
     args: &Args,
     p: &Progress,
 ) -> Result<(), Failure> {
@@ -266,6 +266,20 @@ fn upgrade_node(
             })
         })
     })?;
+    Ok(())
+}
+
+fn upgrade_node(
+    gw: &Api,
+    agent: &Api,
+    node: &str,
+    twin: &str,
+    release: &std::path::Path,
+    args: &Args,
+    p: &Progress,
+) -> Result<(), Failure> {
+    let timeout = args.step_timeout;
+    take_out_of_service(gw, node, twin, args, p)?;
     p.step(
         node,
         4,
