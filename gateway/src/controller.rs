@@ -564,6 +564,13 @@ impl Controller {
             // Sessions learned for another cookie mean nothing now.
             self.shared.affinity.clear();
             self.sessions = [0, 0];
+            let m = metrics();
+            m.affinity_table_entries.set(0);
+            for n in &new.nodes {
+                m.affinity_sessions
+                    .with_label_values(&[n.name.as_str()])
+                    .set(0);
+            }
         }
         if !na.enabled() {
             self.soft = [None, None];
