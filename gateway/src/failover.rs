@@ -291,6 +291,9 @@ pub struct Rules {
     pub preempt: bool,
     pub hold_down: Duration,
     pub flap: FlapDamping,
+    /// The readiness check interval: the first choice of a primary waits
+    /// up to two of them for the configured one.
+    pub interval: Duration,
 }
 
 impl Rules {
@@ -303,6 +306,7 @@ impl Rules {
             preempt: c.failback.preempt,
             hold_down: c.failback.hold_down,
             flap: c.flap,
+            interval: c.health.interval,
         }
     }
 }
@@ -377,6 +381,9 @@ impl Cluster {
                     consider(h);
                 }
             }
+        }
+        if let Some(t) = self.first_choice_deadline() {
+            consider(t);
         }
         if self.rules.mode == Mode::ActiveStandby && self.rules.preempt {
             let p = self.rules.preferred;
@@ -602,6 +609,36 @@ impl Cluster {
     }
 
     /// Brings roles in line with health after any change.
+    /// Until when the very first choice of a primary waits for the
+    /// configured primary: it is on its way up (not checked yet, or it
+    /// passed a check of its `rise`) while its twin is eligible already.
+    /// Both twins coming up in the same round of checks then always give
+    /// the role to the configured primary (and both gateways of a pair
+    /// choose alike), whichever check happened to answer first; the twin
+    /// serves meanwhile, and takes the role if the wait of two check
+    /// intervals passes.
+    fn first_choice_deadline(&self) -> Option<Instant> {
+        if self.rules.mode != Mode::ActiveStandby
+            || self.primary.is_some()
+            || self.last_primary.is_some()
+        {
+            return None;
+        }
+        let p = &self.nodes[self.rules.preferred];
+        let coming_up = !p.eligible()
+            && match p.health {
+                Health::Unknown => true,
+                Health::Down => p.ok_streak > 0 && p.held_until.is_none(),
+                Health::Up => false,
+            };
+        let twin_since = self.nodes[twin(self.rules.preferred)].eligible_since;
+        // Two intervals: the twins' checks run on their own timers, up to an
+        // interval apart, and an answer may take most of another.
+        twin_since
+            .filter(|_| coming_up)
+            .map(|s| s + 2 * self.rules.interval)
+    }
+
     fn reconcile(&mut self, now: Instant, out: &mut Vec<Transition>) {
         let eligible = [self.nodes[0].eligible(), self.nodes[1].eligible()];
         for (n, node) in self.nodes.iter_mut().enumerate() {
@@ -644,10 +681,13 @@ impl Cluster {
                 }
             }
             current => {
+                let wait_first = self.first_choice_deadline().is_some_and(|t| now < t);
                 let pick = if eligible[preferred] && current.is_none_or(|c| c != preferred) {
                     Some(preferred)
                 } else if let Some(c) = current {
                     eligible[twin(c)].then_some(twin(c))
+                } else if wait_first {
+                    None
                 } else {
                     eligible[twin(preferred)].then_some(twin(preferred))
                 };

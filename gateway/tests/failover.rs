@@ -519,3 +519,54 @@ async fn a_connect_timeout_on_the_only_serving_node_is_retried_there() {
     );
     assert_eq!((status, body.as_str()), (200, "b"));
 }
+
+/// Both twins become ready in the same round of checks after a start in
+/// which neither was (as when `scripts/demo` starts the gateway before its
+/// apps are up), b's readiness set first: the configured primary, a, takes
+/// the role every time, and the recent transitions name the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twins_ready_in_the_same_round_give_the_role_to_the_configured_primary() {
+    for trial in 0..5 {
+        let (dir, a, b) = twins(&format!("first-primary-{trial}"));
+        let client = reqwest::Client::new();
+        let set = |n: &Node, state: &str| {
+            client
+                .post(format!("http://{}/_demo/state/{state}", n.agent))
+                .send()
+        };
+        set(&a, "starting").await.unwrap();
+        set(&b, "starting").await.unwrap();
+        let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+        let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
+        assert_eq!(s["primary"], serde_json::Value::Null, "{s}");
+        set(&b, "ready").await.unwrap();
+        set(&a, "ready").await.unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        let s = loop {
+            let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
+            let both_up = s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["health"] == "up");
+            if (both_up && !s["primary"].is_null()) || Instant::now() > end {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(s["primary"], "a", "trial {trial}: {s}");
+        let first = s["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["event"].as_str().unwrap().starts_with("primary"))
+            .cloned()
+            .unwrap();
+        assert_eq!(first["node"], "a", "{first}");
+        assert_eq!(
+            gw.metric(r#"twinport_failovers_total{reason="health_check"}"#)
+                .await,
+            Some(0.0)
+        );
+    }
+}

@@ -19,6 +19,7 @@ fn rules(mode: Mode) -> Rules {
             hold: Duration::from_secs(10),
             max_hold: Duration::from_secs(300),
         },
+        interval: Duration::from_millis(250),
     }
 }
 
@@ -57,19 +58,57 @@ fn first_checks_choose_the_configured_primary_without_a_failover() {
     let t0 = Instant::now();
     let mut c = Cluster::new(rules(Mode::ActiveStandby));
     let ts = c.observe(B, ok(), t0);
-    // Only b is known to be up: it serves rather than nobody.
-    assert_eq!(c.primary(), Some(B));
+    // Only b is known to be up: it serves rather than nobody, but the role
+    // waits up to two check intervals for a, not checked yet.
+    assert_eq!(c.serving_order(), vec![B]);
+    assert_eq!(c.primary(), None);
     assert_eq!(failovers(&ts), 0);
-    let ts = c.observe(A, ok(), t0);
-    // Non-preemptive: a being up does not take the role from b.
+    assert_eq!(c.next_deadline(), Some(t0 + ms(500)));
+    // a's first check of the round arrives a moment later: a takes it.
+    let ts = c.observe(A, ok(), t0 + ms(30));
+    assert_eq!(c.primary(), Some(A));
+    assert_eq!(failovers(&ts), 0);
+    assert_eq!(c.serving_order(), vec![A, B]);
+
+    // a does not answer within the wait: b takes the role then, and
+    // (non-preemptive) keeps it when a comes up.
+    let mut c = Cluster::new(rules(Mode::ActiveStandby));
+    c.observe(B, ok(), t0);
+    assert!(c.tick(t0 + ms(400)).is_empty());
+    c.tick(t0 + ms(500));
+    assert_eq!(c.primary(), Some(B));
+    let ts = c.observe(A, ok(), t0 + ms(510));
     assert_eq!(c.primary(), Some(B));
     assert!(ts.iter().all(|t| !matches!(t, Transition::Primary { .. })));
+
+    // a's check failed: nothing to wait for, b takes the role at once.
+    let mut c = Cluster::new(rules(Mode::ActiveStandby));
+    c.observe(A, fail(), t0);
+    c.observe(B, ok(), t0);
+    assert_eq!(c.primary(), Some(B));
 
     let c = started(rules(Mode::ActiveStandby), t0);
     assert_eq!(c.primary(), Some(A));
     assert_eq!(c.role(A), Role::Primary);
     assert_eq!(c.role(B), Role::Standby);
     assert_eq!(c.serving_order(), vec![A, B]);
+}
+
+/// Both twins come back from a failed start (rise 2) in the same round of
+/// checks, b a few milliseconds ahead each time: the configured primary
+/// still takes the role (the demo once printed "a (primary)" while b had it).
+#[test]
+fn twins_rising_in_the_same_round_give_the_role_to_the_configured_primary() {
+    let t0 = Instant::now();
+    let mut c = Cluster::new(rules(Mode::ActiveStandby));
+    c.observe(B, fail(), t0);
+    c.observe(A, fail(), t0);
+    for round in 1..=2u64 {
+        c.observe(B, ok(), t0 + ms(250 * round));
+        c.observe(A, ok(), t0 + ms(250 * round + 5));
+    }
+    assert_eq!(c.primary(), Some(A));
+    assert_eq!(c.role(B), Role::Standby);
 }
 
 #[test]
