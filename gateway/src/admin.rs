@@ -51,6 +51,7 @@ pub fn router(state: St) -> Router {
         .route("/", get(page_html))
         .route("/status.js", get(page_js))
         .route("/status.css", get(page_css))
+        .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
         .route("/v1/nodes/{node}/{action}", post(node_action))
         .route("/v1/switchover", post(switchover))
@@ -134,7 +135,11 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() == axum::http::Method::GET && PAGE_FILES.contains(&req.uri().path()) {
+    // The page's files and /healthz (for a VRRP check script) are public on
+    // this listener, which stays on loopback or behind mutual TLS.
+    if req.method() == axum::http::Method::GET
+        && (PAGE_FILES.contains(&req.uri().path()) || req.uri().path() == "/healthz")
+    {
         return next.run(req).await;
     }
     let snap = st.shared.snapshot.load();
@@ -166,6 +171,20 @@ pub fn status_value(shared: &Shared) -> Value {
             .collect();
     }
     serde_json::to_value(status).unwrap_or(Value::Null)
+}
+
+async fn healthz(State(st): State<St>) -> Response {
+    let (code, body) = crate::metrics::healthz(&st.shared.self_health);
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn status(State(st): State<St>) -> Response {

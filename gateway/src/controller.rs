@@ -90,6 +90,8 @@ pub struct Shared {
     pub config_path: PathBuf,
     /// Sessions and the node each is bound to (session affinity).
     pub affinity: crate::affinity::Table,
+    /// The proxy's and the control loop's beats (`/healthz`, watchdog).
+    pub self_health: Arc<crate::selfcheck::SelfHealth>,
 }
 
 impl Shared {
@@ -244,6 +246,7 @@ impl Controller {
             leaving: std::sync::atomic::AtomicBool::new(false),
             config_path,
             affinity: Default::default(),
+            self_health: Default::default(),
         });
         metrics().config_generation.set(1);
         let c = Controller {
@@ -880,6 +883,8 @@ impl Controller {
         let mut sweep = tokio::time::interval(SESSION_SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // At least once a second (the sweep's tick).
+            self.shared.self_health.control_alive();
             let deadline = self.cluster.next_deadline();
             tokio::select! {
                 _ = sweep.tick() => self.sweep_sessions(Instant::now()),

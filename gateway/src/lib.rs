@@ -14,6 +14,7 @@
 //! | [`failover`] | node health, roles and failover: a pure state machine |
 //! | [`health`] | active readiness checks against each node-agent |
 //! | [`controller`] | owns the state machine, publishes routing snapshots |
+//! | [`selfcheck`] | the gateway's own health: a self-check through its listener, the control loop's beat, `/healthz`, the systemd watchdog |
 //! | [`routing`] | the snapshot every request reads, and node picking |
 //! | [`node`] | per-node runtime: peer, metric handles, open connections |
 //! | [`proxy`] | pingora hooks: pick, retry on the twin, passive detection |
@@ -45,6 +46,7 @@ pub mod node;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod selfcheck;
 pub mod server;
 pub mod status;
 pub mod tls;

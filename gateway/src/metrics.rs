@@ -262,12 +262,33 @@ pub fn render() -> Vec<u8> {
     buf
 }
 
-/// The metrics listener's app: `GET /metrics` (any path answers the same).
-pub struct MetricsApp;
+/// The metrics listener's app: `GET /healthz` (the gateway's own health,
+/// see [`crate::selfcheck`]: 200 or 503 with JSON), anything else the
+/// metrics.
+pub struct MetricsApp {
+    pub health: std::sync::Arc<crate::selfcheck::SelfHealth>,
+}
+
+/// `/healthz`'s answer: 200 when healthy, else 503; JSON either way.
+pub fn healthz(health: &crate::selfcheck::SelfHealth) -> (u16, Vec<u8>) {
+    let v = health.verdict();
+    let code = if v.healthy { 200 } else { 503 };
+    (code, serde_json::to_vec(&v).unwrap_or_default())
+}
 
 #[async_trait]
 impl ServeHttp for MetricsApp {
-    async fn response(&self, _session: &mut ServerSession) -> http::Response<Vec<u8>> {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        if session.req_header().uri.path() == "/healthz" {
+            let (code, body) = healthz(&self.health);
+            return http::Response::builder()
+                .status(code)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::CONTENT_LENGTH, body.len())
+                .header(http::header::CACHE_CONTROL, "no-store")
+                .body(body)
+                .expect("static response parts are valid");
+        }
         let body = render();
         http::Response::builder()
             .status(200)

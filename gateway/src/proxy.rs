@@ -21,6 +21,7 @@ use crate::failover::NodeId;
 use crate::metrics::{code_class_index, metrics, CODE_CLASSES};
 use crate::node::NodeRuntime;
 use crate::routing::Snapshot;
+use crate::selfcheck;
 use crate::unavailable;
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -69,6 +70,27 @@ impl Gateway {
             self.shared
                 .passive_failure(node.index, format!("{n} consecutive errors, last: {kind}"));
         }
+    }
+
+    /// The gateway's own self-check (see [`selfcheck`]): answered 204 here
+    /// when it carries this process's token; anything else on that path
+    /// goes on like any request.
+    async fn self_check(&self, session: &mut Session) -> bool {
+        let token = self.shared.self_health.token().as_bytes();
+        let ours = session
+            .req_header()
+            .headers
+            .get(selfcheck::HEADER)
+            .is_some_and(|v| v.as_bytes() == token);
+        if ours {
+            session.set_keepalive(None);
+            if let Ok(h) = ResponseHeader::build(204, Some(0)) {
+                if let Err(err) = session.write_response_header(Box::new(h), true).await {
+                    tracing::debug!(%err, "could not answer the self-check");
+                }
+            }
+        }
+        ours
     }
 
     /// The request's valid affinity: the gateway cookie checked, or the
@@ -227,6 +249,8 @@ pub struct RequestCtx {
     bound: Option<Bound>,
     /// Why the bound node could not take the request (it went by weight).
     moved: Option<&'static str>,
+    /// The gateway's own self-check: not counted as a request.
+    internal: bool,
 }
 
 /// A request's valid session affinity: its node and the session's key in
@@ -301,6 +325,7 @@ impl ProxyHttp for Gateway {
             body_bytes: 0,
             bound: None,
             moved: None,
+            internal: false,
         }
     }
 
@@ -310,7 +335,11 @@ impl ProxyHttp for Gateway {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     /// Before anything else: the client's rate, the announced body size.
-    async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if session.req_header().uri.path() == selfcheck::PATH && self.self_check(session).await {
+            ctx.internal = true;
+            return Ok(true);
+        }
         let snap = self.shared.snapshot.load();
         let c = &snap.config.clients;
         // No limit configured: no client address to work out.
@@ -688,6 +717,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.attempt = None;
+        if ctx.internal {
+            return;
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -66,6 +66,8 @@ struct ControlPlane {
     admin_addr: Option<std::net::SocketAddr>,
     /// The proxy listeners; systemd hears READY=1 once all accept.
     serving: Vec<std::net::SocketAddr>,
+    /// The plain HTTP listener the self-check goes through.
+    self_check: Option<std::net::SocketAddr>,
 }
 
 #[async_trait]
@@ -86,7 +88,26 @@ impl BackgroundService for ControlPlane {
             ));
         }
         tokio::spawn(self.reloader.clone().on_sighup(shutdown.clone()));
-        tokio::spawn(twinport_ops::systemd::watchdog());
+        let health = self.shared.self_health.clone();
+        match self.self_check {
+            Some(addr) => {
+                let to = if addr.ip().is_unspecified() {
+                    std::net::SocketAddr::new(loopback_of(addr.ip()), addr.port())
+                } else {
+                    addr
+                };
+                tokio::spawn(crate::selfcheck::run(
+                    self.shared.clone(),
+                    to,
+                    shutdown.clone(),
+                ));
+            }
+            None => {
+                tracing::warn!("no plain HTTP listener: the proxy is not self-checked; /healthz and the watchdog follow the control loop only");
+                tokio::spawn(beat_without_proxy_check(health.clone(), shutdown.clone()));
+            }
+        }
+        tokio::spawn(crate::selfcheck::watchdog(health));
         tokio::spawn(notify_ready_when_serving(self.serving.clone()));
         tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
         if let (Some(addr), Some(audit)) = (self.admin_addr, self.audit.clone()) {
@@ -115,6 +136,30 @@ impl BackgroundService for ControlPlane {
             }
         }
         controller.run(events, shutdown).await;
+    }
+}
+
+/// The loopback address of `ip`'s family (for a listener on 0.0.0.0 or ::).
+fn loopback_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    }
+}
+
+/// With no listener to check through, the proxy counts as answering.
+async fn beat_without_proxy_check(
+    health: Arc<crate::selfcheck::SelfHealth>,
+    mut shutdown: ShutdownWatch,
+) {
+    loop {
+        health.proxy_answered();
+        tokio::select! {
+            _ = tokio::time::sleep(crate::selfcheck::EVERY) => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
     }
 }
 
@@ -270,7 +315,12 @@ pub fn run(
     server.add_service(proxy);
 
     if let Some(addr) = config.listeners.metrics {
-        let mut metrics = Service::new("twinport metrics".to_string(), MetricsApp);
+        let mut metrics = Service::new(
+            "twinport metrics".to_string(),
+            MetricsApp {
+                health: shared.self_health.clone(),
+            },
+        );
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }
@@ -288,6 +338,7 @@ pub fn run(
         shared,
         audit,
         admin_addr: config.listeners.admin,
+        self_check: config.listeners.http,
         serving: config
             .listeners
             .http

@@ -577,3 +577,69 @@ async fn the_retry_policy_changes_live_by_reload() {
         Some(0.0)
     );
 }
+
+/// `/healthz` (metrics listener, and the admin listener without a token)
+/// says whether the gateway itself works: the proxy answers its own
+/// self-check and the control loop runs. Twins down do not make the
+/// gateway unhealthy; the self-check is neither proxied nor counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn healthz_follows_the_gateway_itself_not_its_nodes() {
+    let (dir, mut a, mut b) = twins("healthz");
+    let gw = Gateway::start(&dir, &[&a, &b], &GwOpts::default());
+    let client = reqwest::Client::new();
+    let healthz = |addr: std::net::SocketAddr| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .unwrap();
+            let code = r.status().as_u16();
+            (code, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    let (code, v) = loop {
+        let (code, v) = healthz(gw.metrics).await;
+        if code == 200 || Instant::now() > end {
+            break (code, v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["healthy"], true);
+    assert!(v["proxy_ms"].as_u64().unwrap() < 3000, "{v}");
+    assert!(v["control_ms"].as_u64().unwrap() < 3000, "{v}");
+    let (code, _) = healthz(gw.admin).await;
+    assert_eq!(code, 200, "the admin listener's /healthz needs no token");
+
+    // The self-check path without this process's token is a request like
+    // any other: it reaches a node (the demo node has no such page).
+    let r = client
+        .get(gw.url("/.twinport/self-check"))
+        .header("x-twinport-self-check", "guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.headers()["x-twinport-node"], "a");
+
+    a.crash();
+    b.crash();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, v) = healthz(gw.metrics).await;
+    assert_eq!(code, 200, "twins down, the gateway itself is fine: {v}");
+    // Seconds of self-checks, none counted as a request.
+    for class in ["2xx", "5xx"] {
+        assert_eq!(
+            gw.metric(&format!(
+                r#"twinport_requests_total{{code_class="{class}",node="none"}}"#
+            ))
+            .await
+            .unwrap_or(0.0),
+            0.0,
+            "{class}"
+        );
+    }
+}

@@ -51,6 +51,11 @@ pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|timeout| timeout / 2)
 }
 
+/// One `WATCHDOG=1`, for a daemon that pings only while it is healthy.
+pub fn watchdog_ping() {
+    send(&[NotifyState::Watchdog]);
+}
+
 /// Sends `WATCHDOG=1` every [`watchdog_interval`], forever; returns at
 /// once when no watchdog is asked for. Run it on the runtime whose health
 /// it vouches for: if that runtime hangs, the pings stop and systemd
