@@ -234,30 +234,20 @@ fn watch_leaving(server: &Server, shared: Arc<Shared>) {
     }
 }
 
-/// Builds the server: checks both nodes once, then sets up the proxy,
-/// metrics and control-plane services. Blocks until the server stops.
-pub fn run(
-    config: GatewayConfig,
-    config_path: PathBuf,
-    opts: ProcessOptions,
-) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let cert = config
-        .listeners
-        .https
-        .as_ref()
-        .map(|h| Arc::new(CertResolver::new(h.cert.clone())));
-    let (mut controller, shared, events) =
-        Controller::new(config.clone(), config_path, cert.clone());
-
-    // Learn the nodes' health before the first request arrives.
+/// Resolves the nodes' host names and checks both nodes once, so that the
+/// first request already knows which node is healthy; the DNS cache goes
+/// on to the control plane.
+fn initial_state(
+    controller: &mut Controller,
+    config: &GatewayConfig,
+) -> anyhow::Result<dns::Cache> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut names = dns::Cache::default();
     rt.block_on(async {
-        if dns::has_hosts(&config) {
-            let resolved = names.refresh(&dns::resolver(&config.dns), &config).await;
+        if dns::has_hosts(config) {
+            let resolved = names.refresh(&dns::resolver(&config.dns), config).await;
             for (node, resolved) in resolved.into_iter().enumerate() {
                 controller.apply(
                     Event::Resolved { node, resolved },
@@ -279,6 +269,27 @@ pub fn run(
         b = c.node(1).health.as_str(),
         "initial checks done"
     );
+    Ok(names)
+}
+
+/// Builds the server: checks both nodes once, then sets up the proxy,
+/// metrics and control-plane services. Blocks until the server stops.
+pub fn run(
+    config: GatewayConfig,
+    config_path: PathBuf,
+    opts: ProcessOptions,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let cert = config
+        .listeners
+        .https
+        .as_ref()
+        .map(|h| Arc::new(CertResolver::new(h.cert.clone())));
+    let (mut controller, shared, events) =
+        Controller::new(config.clone(), config_path, cert.clone());
+
+    // Learn the nodes' health before the first request arrives.
+    let names = initial_state(&mut controller, &config)?;
 
     let opt = Opt {
         upgrade: opts.upgrade,
