@@ -335,7 +335,7 @@ impl Controller {
                 } else {
                     self.soft[node] = None;
                 }
-                self.after(t, true);
+                self.after(t, false);
                 let _ = reply.send(());
             }
             Event::Switchover { to, reply } => {
@@ -379,7 +379,12 @@ impl Controller {
             humantime::format_duration(a.drain_timeout)
         );
         info!(node = %self.name(node), %reason, "soft drain started");
-        self.record(Some(node), "soft drain started".into(), reason);
+        self.record(
+            timestamp(SystemTime::now()),
+            Some(node),
+            "soft drain started".into(),
+            reason,
+        );
     }
 
     /// Counts sessions per node, and ends the soft drains whose sessions
@@ -389,15 +394,8 @@ impl Controller {
         if !a.enabled() {
             return;
         }
-        let table = &self.shared.affinity;
-        self.sessions = table.sweep(a.idle_timeout);
-        let m = metrics();
-        m.affinity_table_entries.set(table.len() as i64);
-        for n in 0..2 {
-            m.affinity_sessions
-                .with_label_values(&[self.config.nodes[n].name.as_str()])
-                .set(self.sessions[n] as i64);
-        }
+        self.sessions = self.shared.affinity.sweep(a.idle_timeout);
+        self.export_sessions();
         let mut ended = false;
         for n in 0..2 {
             let Some(soft) = self.soft[n] else { continue };
@@ -414,17 +412,37 @@ impl Controller {
             self.soft[n] = None;
             ended = true;
             info!(node = %self.name(n), reason = %why, "soft drain ended; the node is drained");
-            self.record(Some(n), "soft drain ended".into(), why);
+            self.record(
+                timestamp(SystemTime::now()),
+                Some(n),
+                "soft drain ended".into(),
+                why,
+            );
         }
         if ended {
-            self.publish(true);
+            // The bindings changed: the snapshot is published anew.
+            self.publish(false);
         }
         self.publish_status();
     }
 
-    fn record(&mut self, node: Option<NodeId>, event: String, reason: String) {
+    /// Sessions per node and the table's size, as metrics. Right after a
+    /// sweep (or a clear) the table holds exactly the sessions counted.
+    fn export_sessions(&self) {
+        let m = metrics();
+        m.affinity_table_entries
+            .set((self.sessions[0] + self.sessions[1]) as i64);
+        for n in 0..2 {
+            m.affinity_sessions
+                .with_label_values(&[self.config.nodes[n].name.as_str()])
+                .set(self.sessions[n] as i64);
+        }
+    }
+
+    /// Keeps a transition for the status page (and as the node's last).
+    fn record(&mut self, at: String, node: Option<NodeId>, event: String, reason: String) {
         let record = TransitionRecord {
-            at: timestamp(SystemTime::now()),
+            at,
             node: node.map(|n| self.name(n)),
             event,
             reason,
@@ -567,13 +585,7 @@ impl Controller {
             // Sessions learned for another cookie mean nothing now.
             self.shared.affinity.clear();
             self.sessions = [0, 0];
-            let m = metrics();
-            m.affinity_table_entries.set(0);
-            for n in &new.nodes {
-                m.affinity_sessions
-                    .with_label_values(&[n.name.as_str()])
-                    .set(0);
-            }
+            self.export_sessions();
         }
         if !na.enabled() {
             self.soft = [None, None];
@@ -714,16 +726,7 @@ impl Controller {
                     (Some(*node), "left active service".into(), reason.clone())
                 }
             };
-            let record = TransitionRecord {
-                at: at.clone(),
-                node: node.map(|n| self.name(n)),
-                event,
-                reason,
-            };
-            if let Some(n) = node {
-                self.notes[n].last_transition = Some(record.clone());
-            }
-            self.transitions.push(record);
+            self.record(at.clone(), node, event, reason);
         }
         // Publish first, so that retries of the requests cut below already
         // see the twin as the only choice.

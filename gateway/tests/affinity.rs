@@ -332,14 +332,11 @@ async fn a_soft_drain_keeps_sessions_and_ends_when_they_stop() {
         .unwrap()
         .contains("sessions stay"));
     // No request for idle_timeout: the sessions are gone, the drain is hard.
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    let s = loop {
-        let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
-        if s["nodes"][0]["soft_drain"].is_null() || std::time::Instant::now() > end {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let s = gw
+        .wait_status(Duration::from_secs(10), |s| {
+            s["nodes"][0]["soft_drain"].is_null()
+        })
+        .await;
     assert!(
         s["nodes"][0]["soft_drain"].is_null() && s["nodes"][0]["sessions"] == 0,
         "the soft drain did not end once its sessions stopped: {s}"
@@ -446,18 +443,9 @@ async fn an_agent_reporting_draining_soft_drains_its_node() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    let end = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
-        if s["nodes"][0]["soft_drain"]["by"] == "agent" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "no soft drain by the agent: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let by_agent = |s: &serde_json::Value| s["nodes"][0]["soft_drain"]["by"] == "agent";
+    let s = gw.wait_status(Duration::from_secs(5), by_agent).await;
+    assert!(by_agent(&s), "no soft drain by the agent: {s}");
     let (visitors, new) = tokio::join!(
         visit_all(&base, visitors, 3, 10, Duration::ZERO),
         visit_all(&base, crowd("new", 10), 2, 10, Duration::ZERO)

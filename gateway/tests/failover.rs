@@ -541,19 +541,16 @@ async fn twins_ready_in_the_same_round_give_the_role_to_the_configured_primary()
         assert_eq!(s["primary"], serde_json::Value::Null, "{s}");
         set(&b, "ready").await.unwrap();
         set(&a, "ready").await.unwrap();
-        let end = Instant::now() + Duration::from_secs(5);
-        let s = loop {
-            let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
-            let both_up = s["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|n| n["health"] == "up");
-            if (both_up && !s["primary"].is_null()) || Instant::now() > end {
-                break s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let s = gw
+            .wait_status(Duration::from_secs(5), |s| {
+                let both_up = s["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|n| n["health"] == "up");
+                both_up && !s["primary"].is_null()
+            })
+            .await;
         assert_eq!(s["primary"], "a", "trial {trial}: {s}");
         let first = s["transitions"]
             .as_array()

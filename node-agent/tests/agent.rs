@@ -16,6 +16,22 @@ async fn primary(gw: &devtools::harness::gateway::Gateway) -> String {
         .to_string()
 }
 
+/// Asserts that the gateway sees both nodes eligible on `version`; its status.
+async fn both_eligible_on(
+    gw: &devtools::harness::gateway::Gateway,
+    version: &str,
+) -> serde_json::Value {
+    let (_, g) = gw.admin_call("GET", "/v1/status", None).await;
+    for n in g["nodes"].as_array().unwrap() {
+        assert_eq!(
+            (n["version"].as_str(), n["eligible"].as_bool()),
+            (Some(version), Some(true)),
+            "{n}"
+        );
+    }
+    g
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_probe_takes_the_node_out_within_fall_and_back_after_rise() {
     let (_dir, a, b, gw) = appliance("agent-probe", UPGRADE).await;
@@ -179,14 +195,7 @@ async fn a_rolling_upgrade_under_load_fails_no_request() {
             std::path::Path::new("releases/2.0.0")
         );
     }
-    let (_, g) = gw.admin_call("GET", "/v1/status", None).await;
-    for n in g["nodes"].as_array().unwrap() {
-        assert_eq!(
-            (n["version"].as_str(), n["eligible"].as_bool()),
-            (Some("2.0.0"), Some(true)),
-            "{n}"
-        );
-    }
+    both_eligible_on(&gw, "2.0.0").await;
     let last = &out[out.len() - 1];
     assert_eq!(last.version, "2.0.0");
 
@@ -639,14 +648,7 @@ async fn a_rolling_upgrade_soft_drains_and_lets_sessions_finish() {
         }
     }
     assert!(moved_late > 0, "no stayer was on {drained}");
-    let (_, g) = gw.admin_call("GET", "/v1/status", None).await;
-    for n in g["nodes"].as_array().unwrap() {
-        assert_eq!(
-            (n["version"].as_str(), n["eligible"].as_bool()),
-            (Some("2.0.0"), Some(true)),
-            "{n}"
-        );
-    }
+    let g = both_eligible_on(&gw, "2.0.0").await;
     assert!(
         g["transitions"]
             .to_string()

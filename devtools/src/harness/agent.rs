@@ -290,19 +290,12 @@ pub async fn wait_gateway_health(
     health: &str,
     timeout: Duration,
 ) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        let (_, s) = gw.admin_call("GET", "/v1/status", None).await;
-        let n = s["nodes"]
+    let has = |s: &Value| {
+        s["nodes"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|n| n["name"] == name)
-            .cloned();
-        if n.is_some_and(|n| n["health"] == health) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+            .any(|n| n["name"] == name && n["health"] == health)
+    };
+    has(&gw.wait_status(timeout, has).await)
 }

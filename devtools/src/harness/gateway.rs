@@ -338,6 +338,23 @@ server:\n  threads: 2\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Polls `GET /v1/status` every 20 ms until `done` holds or `timeout`
+    /// passes; the last status seen (the caller asserts on it).
+    pub async fn wait_status(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let end = Instant::now() + timeout;
+        loop {
+            let (_, s) = self.admin_call("GET", "/v1/status", None).await;
+            if done(&s) || Instant::now() >= end {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
