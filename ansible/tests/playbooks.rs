@@ -218,6 +218,26 @@ impl Site {
             .collect()
     }
 
+    /// The nodes as the gateway sees them once they show `want`, or as they
+    /// are after 15 s. A play can end before the gateway's next health
+    /// checks: a rolled-back node restarts, and the gateway counts it up
+    /// only after `rise` good checks.
+    async fn nodes_settled(&self, want: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let nodes = self.nodes().await;
+            let same = nodes.len() == want.len()
+                && nodes
+                    .iter()
+                    .zip(want)
+                    .all(|(n, w)| (n.0.as_str(), n.1.as_str(), n.2.as_str()) == *w);
+            if same || tokio::time::Instant::now() >= deadline {
+                return nodes;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn agent(&self, node: usize, path: &str) -> Value {
         reqwest::Client::new()
             .get(format!("http://{}{path}", self.nodes[node].control))
@@ -294,7 +314,9 @@ async fn site_then_a_rolling_upgrade_under_load_then_a_failed_upgrade_stops_the_
         .await
         .unwrap();
     assert!(ok, "site.yml:\n{out}");
-    let nodes = site.nodes().await;
+    let nodes = site
+        .nodes_settled(&[("up", "active", "1.0.0"), ("up", "active", "1.0.0")])
+        .await;
     assert_eq!(
         nodes,
         vec![
@@ -428,7 +450,9 @@ async fn site_then_a_rolling_upgrade_under_load_then_a_failed_upgrade_stops_the_
     .unwrap();
     assert!(!ok, "the play must fail:\n{out}");
     assert!(out.contains("ended rolled_back"), "{out}");
-    let nodes = site.nodes().await;
+    let nodes = site
+        .nodes_settled(&[("up", "drain", "1.1.0"), ("up", "active", "1.1.0")])
+        .await;
     assert_eq!(
         nodes[0],
         ("up".into(), "drain".into(), "1.1.0".into()),
