@@ -56,6 +56,8 @@ pub fn router(state: St) -> Router {
         .route("/v1/nodes/{node}/{action}", post(node_action))
         .route("/v1/switchover", post(switchover))
         .route("/v1/config/reload", post(reload))
+        .route("/v1/pair/state", post(pair_state))
+        .route("/v1/pair/vrrp", post(pair_vrrp))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
@@ -125,6 +127,8 @@ pub async fn serve(
     }
 }
 
+const PAIR_STATE: &str = "/v1/pair/state";
+
 /// The status page's static files: no data in them, so no token needed
 /// (the page asks for the token and sends it with every data call).
 const PAGE_FILES: [&str; 3] = ["/", "/status.js", "/status.css"];
@@ -143,6 +147,34 @@ async fn authorize(
         return next.run(req).await;
     }
     let snap = st.shared.snapshot.load();
+    // The peer gateway's exchange: its own token, good for nothing else,
+    // and not written to the audit log every second (a change it brings
+    // is, by the handler).
+    if req.uri().path() == PAIR_STATE {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let ok = snap
+            .config
+            .pair
+            .as_ref()
+            .is_some_and(|p| twinport_ops::token::authorized(&p.token, authorization));
+        if ok {
+            return next.run(req).await;
+        }
+        st.audit.record(
+            caller,
+            &format!("{} {PAIR_STATE}", req.method()),
+            "unauthorized",
+            401,
+        );
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the peer link needs the pair's bearer token",
+        );
+    }
     let admin = snap.config.admin.as_ref();
     let tokens = twinport_ops::http::Tokens {
         operator: admin.map(|a| &*a.token),
@@ -170,7 +202,17 @@ pub fn status_value(shared: &Shared) -> Value {
             .map(|(class, c)| (*class, c.get()))
             .collect();
     }
-    serde_json::to_value(status).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(status).unwrap_or(Value::Null);
+    v["vrrp"] = json!(shared.pair.vrrp().as_str());
+    v["pair"] = match &snap.config.pair {
+        None => Value::Null,
+        Some(p) => json!({
+            "name": p.name,
+            "peer": shared.pair.peer(p.sync_interval),
+            "operator_state": **shared.operator_state().borrow(),
+        }),
+    };
+    v
 }
 
 async fn healthz(State(st): State<St>) -> Response {
@@ -208,6 +250,9 @@ fn control_error(e: ControlError) -> Response {
             "target_not_healthy",
             &format!("the target cannot serve: {why}"),
         ),
+        ControlError::PeerUnreachable(_) => {
+            error(StatusCode::CONFLICT, "peer_unreachable", &e.to_string())
+        }
         ControlError::Stopped => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "stopping",
@@ -262,6 +307,9 @@ async fn node_action(
 #[derive(Deserialize)]
 struct SwitchoverBody {
     to: String,
+    /// With a pair whose peer cannot be reached: switch over anyway.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn switchover(
@@ -279,10 +327,84 @@ async fn switchover(
         Ok(n) => n,
         Err(e) => return control_error(e),
     };
-    match st.shared.switchover(n).await {
+    match st.shared.switchover(n, body.force).await {
         Ok(()) => {
             Json(json!({ "primary": body.to, "status": status_value(&st.shared) })).into_response()
         }
+        Err(e) => control_error(e),
+    }
+}
+
+/// The peer gateway's side of an exchange of operator state; answers ours
+/// once merged (see `crate::pair`).
+async fn pair_state(
+    State(st): State<St>,
+    ConnectInfo(caller): ConnectInfo<SocketAddr>,
+    body: Result<Json<crate::pair::Exchange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(name) = st
+        .shared
+        .snapshot
+        .load()
+        .config
+        .pair
+        .as_ref()
+        .map(|p| p.name.clone())
+    else {
+        return not_found().await;
+    };
+    let theirs = match body {
+        Ok(Json(t)) => t,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_request",
+                &e.body_text(),
+            )
+        }
+    };
+    let before = st.shared.operator_state().borrow().clone();
+    let from = theirs.from.clone();
+    match st.shared.peer_state(theirs).await {
+        Ok(merged) => {
+            if *merged != *before {
+                st.audit.record(
+                    caller,
+                    &format!("POST {PAIR_STATE}: operator state from the peer gateway {from}"),
+                    "ok",
+                    200,
+                );
+            }
+            let mut ours = st.shared.exchange_of(&name);
+            ours.state = (*merged).clone();
+            Json(ours).into_response()
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct VrrpBody {
+    state: String,
+}
+
+/// keepalived's notify hook: `{"state":"MASTER"}` (or BACKUP, FAULT, STOP).
+async fn pair_vrrp(
+    State(st): State<St>,
+    body: Result<Json<VrrpBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(state) = body
+        .ok()
+        .and_then(|Json(b)| crate::pair::Vrrp::parse(&b.state))
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_request",
+            r#"the body must be {"state":"MASTER|BACKUP|FAULT|STOP"}"#,
+        );
+    };
+    match st.shared.vrrp(state) {
+        Ok(()) => Json(json!({ "vrrp": state.as_str() })).into_response(),
         Err(e) => control_error(e),
     }
 }

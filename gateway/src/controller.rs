@@ -19,10 +19,12 @@ use crate::failover::{
 use crate::health::{next_check_in, CheckOutcome, Checker};
 use crate::metrics::metrics;
 use crate::node::{NodeRuntime, Resolved};
+use crate::pair::{Exchange, OperatorState, Vrrp};
 use crate::routing::Snapshot;
 use crate::status::{timestamp, CheckRecord, NodeStatus, Recent, Status, TransitionRecord};
 use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
+use operator::admin_value;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +65,16 @@ pub enum Event {
         config: Arc<GatewayConfig>,
         reply: oneshot::Sender<u64>,
     },
+    /// The peer gateway's side of an exchange: merge its operator state
+    /// (and follow its primary where that is due); answers ours, merged.
+    Peer {
+        theirs: Box<Exchange>,
+        reply: oneshot::Sender<Arc<OperatorState>>,
+    },
+    /// keepalived told the gateway its VRRP state.
+    Vrrp {
+        state: Vrrp,
+    },
 }
 
 /// Why a command did not take effect.
@@ -74,6 +86,8 @@ pub enum ControlError {
     UnknownNode(String),
     #[error("the gateway is shutting down")]
     Stopped,
+    #[error("the peer gateway cannot be reached ({0}): a switchover made on one gateway alone would give the twins two primaries; force it if the peer is down for good")]
+    PeerUnreachable(String),
 }
 
 /// What the request path and the admin API share with the control plane.
@@ -92,6 +106,10 @@ pub struct Shared {
     pub affinity: crate::affinity::Table,
     /// The proxy's and the control loop's beats (`/healthz`, watchdog).
     pub self_health: Arc<crate::selfcheck::SelfHealth>,
+    /// The operator's state as the controller last published it.
+    ops: watch::Receiver<Arc<OperatorState>>,
+    /// The gateway pair: VRRP state, the peer as last seen.
+    pub pair: crate::pair::PairShared,
 }
 
 impl Shared {
@@ -129,7 +147,19 @@ impl Shared {
         rx.await.map_err(|_| ControlError::Stopped)
     }
 
-    pub async fn switchover(&self, to: NodeId) -> Result<(), ControlError> {
+    /// An operator's switchover; with a pair, refused while the peer
+    /// cannot be reached unless `force`.
+    pub async fn switchover(&self, to: NodeId, force: bool) -> Result<(), ControlError> {
+        if let Some(pair) = &self.snapshot.load().config.pair {
+            if !force && !self.pair.reachable(pair.sync_interval) {
+                let why = self
+                    .pair
+                    .peer(pair.sync_interval)
+                    .last_error
+                    .unwrap_or_else(|| "no exchange yet".into());
+                return Err(ControlError::PeerUnreachable(why));
+            }
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Event::Switchover { to, reply })?;
         Ok(rx.await.map_err(|_| ControlError::Stopped)??)
@@ -144,6 +174,38 @@ impl Shared {
         let (reply, rx) = oneshot::channel();
         self.send(Event::Reload { config, reply })?;
         rx.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// Changes made here (from now on) to the operator's state.
+    pub fn operator_state(&self) -> watch::Receiver<Arc<OperatorState>> {
+        self.ops.clone()
+    }
+
+    /// What this gateway (called `name` in the pair) sends its peer.
+    pub fn exchange_of(&self, name: &str) -> Exchange {
+        Exchange {
+            from: name.to_string(),
+            state: (**self.ops.borrow()).clone(),
+            primary: self.status.load().primary.clone(),
+            vrrp: self.pair.vrrp(),
+        }
+    }
+
+    /// Hands the peer's side of an exchange to the controller; answers
+    /// the operator state once merged.
+    pub async fn peer_state(&self, theirs: Exchange) -> Result<Arc<OperatorState>, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Peer {
+            theirs: Box::new(theirs),
+            reply,
+        })?;
+        rx.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// What keepalived says this gateway is now.
+    pub fn vrrp(&self, state: Vrrp) -> Result<(), ControlError> {
+        self.pair.set_vrrp(state);
+        self.send(Event::Vrrp { state })
     }
 
     fn send(&self, e: Event) -> Result<(), ControlError> {
@@ -202,7 +264,13 @@ pub struct Controller {
     soft: [Option<SoftDrain>; 2],
     /// Sessions per node at the last sweep.
     sessions: [u64; 2],
+    /// The operator's decisions, kept in a file and in step with the peer
+    /// gateway (see `operator.rs`).
+    ops: OperatorState,
+    ops_tx: watch::Sender<Arc<OperatorState>>,
 }
+
+mod operator;
 
 impl Controller {
     pub fn new(
@@ -222,6 +290,7 @@ impl Controller {
         });
         let cluster = Cluster::new(Rules::from_config(&config));
         let (tx, rx) = mpsc::unbounded_channel();
+        let (ops_tx, ops_rx) = watch::channel(Arc::new(OperatorState::default()));
         let snapshot = Snapshot::new(
             config.clone(),
             nodes.clone(),
@@ -247,6 +316,8 @@ impl Controller {
             config_path,
             affinity: Default::default(),
             self_health: Default::default(),
+            ops: ops_rx,
+            pair: Default::default(),
         });
         metrics().config_generation.set(1);
         let c = Controller {
@@ -260,6 +331,8 @@ impl Controller {
             generation: 1,
             soft: [None, None],
             sessions: [0, 0],
+            ops: OperatorState::default(),
+            ops_tx,
         };
         c.export();
         c.publish_status();
@@ -325,17 +398,11 @@ impl Controller {
                 soft,
                 reply,
             } => {
-                let was = self.cluster.node(node).admin;
-                let t = self.cluster.set_admin(node, state, now);
-                if state == AdminState::Drain && soft {
-                    // A node drained already keeps the drain it has.
-                    if was != AdminState::Drain {
-                        self.start_soft_drain(node, "operator", now);
-                    }
-                } else {
-                    self.soft[node] = None;
-                }
-                self.after(t, false);
+                self.set_admin(node, state, soft, now);
+                self.operator_decided(
+                    &crate::pair::node_key(&self.name(node)),
+                    admin_value(state, soft),
+                );
                 let _ = reply.send(());
             }
             Event::Switchover { to, reply } => {
@@ -343,11 +410,19 @@ impl Controller {
                     .cluster
                     .switchover(to, now)
                     .map(|t| self.after(t, false));
-                if let Err(e) = &result {
-                    warn!(to = %self.config.nodes[to].name, error = %e, "switchover refused");
+                match &result {
+                    Ok(()) => self.operator_decided(crate::pair::PRIMARY_KEY, &self.name(to)),
+                    Err(e) => {
+                        warn!(to = %self.config.nodes[to].name, error = %e, "switchover refused")
+                    }
                 }
                 let _ = reply.send(result);
             }
+            Event::Peer { theirs, reply } => {
+                self.merge_peer(&theirs, now);
+                let _ = reply.send(self.ops_tx.borrow().clone());
+            }
+            Event::Vrrp { state } => self.vrrp_changed(state),
             Event::Resolved { node, resolved } => self.resolved(node, resolved),
             Event::Reload { config, reply } => {
                 let generation = self.reload(config, now);
@@ -638,6 +713,7 @@ impl Controller {
             .cluster
             .reconfigure(Rules::from_config(&self.config), reset, now);
         self.after(t, true);
+        self.keep_operator_primary(now);
         self.generation
     }
 

@@ -117,16 +117,20 @@ pub enum Cause {
     Operator,
     /// First choice of a primary, or the only node left.
     Initial,
+    /// This gateway took the primary its peer gateway serves with (a
+    /// gateway that starts, or the VRRP BACKUP, follows the MASTER).
+    Pair,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 7] = [
         Cause::HealthCheck,
         Cause::Passive,
         Cause::Draining,
         Cause::Failback,
         Cause::Operator,
         Cause::Initial,
+        Cause::Pair,
     ];
 
     /// Unplanned causes are failovers; the rest are planned moves.
@@ -142,6 +146,7 @@ impl Cause {
             Cause::Failback => "failback",
             Cause::Operator => "operator",
             Cause::Initial => "initial",
+            Cause::Pair => "pair",
         }
     }
 }
@@ -482,6 +487,22 @@ impl Cluster {
             return Err(SwitchoverError::NotEligible(why));
         }
         self.rules.preferred = to;
+        Ok(self.hand_role(
+            to,
+            now,
+            "switchover requested by the operator".into(),
+            Cause::Operator,
+        ))
+    }
+
+    /// A planned move of the role to `to` (no-op if it has it).
+    fn hand_role(
+        &mut self,
+        to: NodeId,
+        now: Instant,
+        reason: String,
+        cause: Cause,
+    ) -> Vec<Transition> {
         let mut out = Vec::new();
         if self.primary != Some(to) {
             let from = self.primary;
@@ -490,13 +511,40 @@ impl Cluster {
             out.push(Transition::Primary {
                 from,
                 to: Some(to),
-                reason: "switchover requested by the operator".into(),
-                cause: Cause::Operator,
+                reason,
+                cause,
                 failover: false,
             });
         }
         self.reconcile(now, &mut out);
-        Ok(out)
+        out
+    }
+
+    /// The operator's chosen primary as the pair keeps it (made on the peer
+    /// gateway, or before a restart): a switchover when `to` can serve
+    /// here; otherwise `to` only becomes the preferred node and the role
+    /// stays where it is.
+    pub fn prefer(&mut self, to: NodeId, now: Instant) -> Vec<Transition> {
+        if self.rules.mode != Mode::ActiveStandby {
+            return Vec::new();
+        }
+        self.switchover(to, now).unwrap_or_else(|_| {
+            self.rules.preferred = to;
+            Vec::new()
+        })
+    }
+
+    /// Gives the role to `to` because the pair's serving gateway sends its
+    /// traffic there, if `to` can serve here. Neither a failover nor a
+    /// change of the preferred node.
+    pub fn follow(&mut self, to: NodeId, now: Instant, reason: String) -> Vec<Transition> {
+        if self.rules.mode != Mode::ActiveStandby
+            || self.primary == Some(to)
+            || !self.nodes[to].eligible()
+        {
+            return Vec::new();
+        }
+        self.hand_role(to, now, reason, Cause::Pair)
     }
 
     /// Takes new rules (a reloaded configuration). Nodes whose address

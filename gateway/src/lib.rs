@@ -17,6 +17,7 @@
 //! | [`selfcheck`] | the gateway's own health: a self-check through its listener, the control loop's beat, `/healthz`, the systemd watchdog |
 //! | [`routing`] | the snapshot every request reads, and node picking |
 //! | [`node`] | per-node runtime: peer, metric handles, open connections |
+//! | [`pair`] | the gateway pair: the operator state kept in a file and in step with the peer gateway, the VRRP state |
 //! | [`proxy`] | pingora hooks: pick, retry on the twin, passive detection |
 //! | [`unavailable`] | the 503 page (HTML or JSON) when no node can serve |
 //! | [`metrics`] | Prometheus metrics and their listener |
@@ -43,6 +44,7 @@ pub mod failover;
 pub mod health;
 pub mod metrics;
 pub mod node;
+pub mod pair;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

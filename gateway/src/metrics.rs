@@ -39,6 +39,9 @@ pub struct Metrics {
     pub affinity_sessions: IntGaugeVec,
     pub affinity_table_entries: IntGauge,
     pub affinity_rejected: IntCounterVec,
+    pub vrrp_state: IntGaugeVec,
+    pub pair_peer_up: IntGaugeVec,
+    pub pair_changes_applied: IntCounter,
 }
 
 /// Every `reason` of `twinport_affinity_moved_total`: why a request that
@@ -209,6 +212,23 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"]
     )
     .expect("metric registers once"),
+    vrrp_state: register_int_gauge_vec!(
+        "twinport_gateway_vrrp_state",
+        "1 for what keepalived last told this gateway it is (MASTER holds the virtual IP; UNKNOWN: no word from keepalived)",
+        &["state"]
+    )
+    .expect("metric registers once"),
+    pair_peer_up: register_int_gauge_vec!(
+        "twinport_pair_peer_up",
+        "1 while the last exchange of operator state with the peer gateway succeeded (only with a pair)",
+        &["peer"]
+    )
+    .expect("metric registers once"),
+    pair_changes_applied: register_int_counter!(
+        "twinport_pair_changes_applied_total",
+        "Operator changes (drain, maintenance, switchover) made on the peer gateway and applied here"
+    )
+    .expect("metric registers once"),
 };
     // Every series whose label values are known in advance exists from the
     // start with 0, so that rate() and alerts see the first event and
@@ -234,8 +254,20 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for stage in ["started", "completed"] {
         m.tls_handshakes.with_label_values(&[stage]);
     }
+    m.set_vrrp(crate::pair::Vrrp::Unknown);
     m
 });
+
+impl Metrics {
+    /// `twinport_gateway_vrrp_state`: 1 for `v`, 0 for the others.
+    pub fn set_vrrp(&self, v: crate::pair::Vrrp) {
+        for s in crate::pair::Vrrp::ALL {
+            self.vrrp_state
+                .with_label_values(&[s.as_str()])
+                .set(i64::from(s == v));
+        }
+    }
+}
 
 pub fn metrics() -> &'static Metrics {
     &METRICS

@@ -22,6 +22,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::info;
 use twinport_ops::audit::AuditLog;
@@ -88,6 +89,19 @@ impl BackgroundService for ControlPlane {
             ));
         }
         tokio::spawn(self.reloader.clone().on_sighup(shutdown.clone()));
+        let config = self.shared.snapshot.load().config.clone();
+        if let Some(path) = config.server.state_file.clone() {
+            tokio::spawn(crate::pair::persist(
+                path,
+                self.shared.operator_state(),
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(crate::pair::run(
+            self.shared.clone(),
+            self.shared.operator_state(),
+            shutdown.clone(),
+        ));
         let health = self.shared.self_health.clone();
         match self.self_check {
             Some(addr) => {
@@ -234,6 +248,38 @@ fn watch_leaving(server: &Server, shared: Arc<Shared>) {
     }
 }
 
+/// A starting gateway's first exchange with its peer, within
+/// `pair.start_timeout`: what the peer knows (and it learns what this one
+/// kept). Without an answer the gateway serves with the state it kept.
+async fn start_exchange(
+    controller: &mut Controller,
+    pair: &crate::config::Pair,
+) -> Option<crate::pair::Exchange> {
+    let deadline = tokio::time::Instant::now() + pair.start_timeout;
+    loop {
+        let ours = controller.exchange(&pair.name);
+        match tokio::time::timeout_at(deadline, crate::pair::exchange(pair, &ours)).await {
+            Ok(Ok(theirs)) => {
+                controller.restore(&theirs.state, tokio::time::Instant::now());
+                info!(peer = %theirs.from, primary = ?theirs.primary, vrrp = theirs.vrrp.as_str(), "operator state taken from the peer gateway");
+                return Some(theirs);
+            }
+            Ok(Err(e)) if tokio::time::Instant::now() + Duration::from_millis(200) < deadline => {
+                tracing::debug!(error = %e, "the peer gateway does not answer yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "starting without the peer gateway's operator state");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(peer = %pair.peer, timeout = ?pair.start_timeout, "the peer gateway did not answer in time; starting with the operator state kept here");
+                return None;
+            }
+        }
+    }
+}
+
 /// Resolves the nodes' host names and checks both nodes once, so that the
 /// first request already knows which node is healthy; the DNS cache goes
 /// on to the control plane.
@@ -245,6 +291,20 @@ fn initial_state(
         .enable_all()
         .build()?;
     let mut names = dns::Cache::default();
+    let now = tokio::time::Instant::now;
+    // The operator's state before anything is checked: a node drained
+    // before a restart, or on the peer gateway, never gets a request.
+    if let Some(path) = &config.server.state_file {
+        let kept = crate::pair::OperatorState::load(path)?;
+        if !kept.entries.is_empty() {
+            info!(file = %path.display(), entries = kept.entries.len(), "operator state restored");
+        }
+        controller.restore(&kept, now());
+    }
+    let peer = config
+        .pair
+        .as_ref()
+        .and_then(|pair| rt.block_on(start_exchange(controller, pair)));
     rt.block_on(async {
         if dns::has_hosts(config) {
             let resolved = names.refresh(&dns::resolver(&config.dns), config).await;
@@ -255,7 +315,11 @@ fn initial_state(
                 );
             }
         }
-        controller.initial_checks(&Checker::new()).await
+        controller.initial_checks(&Checker::new()).await;
+        controller.restore_primary(now());
+        if let Some(theirs) = &peer {
+            controller.follow(theirs, now());
+        }
     });
     drop(rt);
     let c = controller.cluster();

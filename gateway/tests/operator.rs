@@ -8,15 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn node_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drain_lets_slow_requests_finish_and_sends_new_ones_to_the_twin() {
     let (dir, a, b) = twins("drain");

@@ -146,6 +146,12 @@ pub struct GwOpts {
     pub grace_period: &'static str,
     /// More top-level YAML (an `affinity:` section...).
     pub extra: String,
+    /// The admin listener's address, when a test must know it before the
+    /// gateway starts (the peer of a gateway pair); else a free port.
+    pub admin: Option<SocketAddr>,
+    /// `server.state_file: operator-state.json` (the operator's state kept
+    /// across restarts).
+    pub state_file: bool,
 }
 
 impl Default for GwOpts {
@@ -163,6 +169,8 @@ impl Default for GwOpts {
             admin_extra: String::new(),
             grace_period: "0s",
             extra: String::new(),
+            admin: None,
+            state_file: false,
         }
     }
 }
@@ -220,7 +228,7 @@ impl Gateway {
             let config = dir.path().join("gateway.yaml");
             cmd.arg("--config").arg(&config).envs(o.env.iter().cloned());
             let mut gw = Gateway {
-                admin: free_addr(),
+                admin: o.admin.unwrap_or_else(free_addr),
                 token: token.clone(),
                 audit: dir.path().join("audit.log"),
                 http: free_addr(),
@@ -291,7 +299,12 @@ admin:\n  token_file: admin.token\n  audit_log: audit.log\n{read_token}{admin_ex
 mode: {mode}\nprimary: {primary}\nnodes:\n{node_yaml}\
 failback:\n  preempt: {preempt}\n  hold_down: {hold}\n\
 timeouts:\n  read: {read}\n\
-server:\n  threads: 2\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n{extra}{more}",
+server:\n  threads: 2\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: gateway.pid\n  upgrade_socket: upgrade.sock\n{state_file}{extra}{more}",
+            state_file = if o.state_file {
+                "  state_file: operator-state.json\n"
+            } else {
+                ""
+            },
             more = o.extra,
             http = self.http,
             grace = o.grace_period,
@@ -385,6 +398,14 @@ server:\n  threads: 2\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\
 
 /// Finds `sample` (name with its labels in the exposition's order) in
 /// Prometheus text.
+/// Node `name` in a gateway's `GET /v1/status` answer.
+pub fn node_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["name"] == name))
+        .unwrap_or_else(|| panic!("no node {name} in the status: {status}"))
+}
+
 pub fn parse_sample(text: &str, sample: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (k, v) = l.rsplit_once(' ')?;

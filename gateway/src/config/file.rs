@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub clients: FileClients,
     #[serde(default)]
     pub affinity: FileAffinity,
+    #[serde(default)]
+    pub pair: Option<FilePair>,
     /// Watch this file and reload it when it changes (default true).
     #[serde(default)]
     pub watch_config: Option<bool>,
@@ -233,6 +235,43 @@ pub struct FileServer {
     pub pid_file: Option<String>,
     #[serde(default)]
     pub upgrade_socket: Option<String>,
+    /// Where the operator's state (drains, maintenance, the chosen
+    /// primary) is kept across restarts. Without it that state lives in
+    /// memory only.
+    #[serde(default)]
+    pub state_file: Option<String>,
+}
+
+/// `pair`: the other gateway of a pair, with which the operator's state
+/// is kept in step (see `crate::pair`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePair {
+    /// This gateway's name in the pair (`gw1`, `gw2`): it breaks ties
+    /// between changes made at the same moment on both.
+    pub name: String,
+    /// The other gateway's admin API, `https://host:port` (plain `http://`
+    /// only to a loopback address).
+    pub peer: String,
+    /// File with the bearer token both gateways of the pair share for the
+    /// peer link (it allows nothing but the exchange of operator state).
+    pub token_file: String,
+    /// PEM CA certificates that signed the peer's admin certificate.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// This gateway's client certificate and key for the peer's mutual TLS.
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// How often the two compare their state when nothing changed
+    /// (a change is sent at once). Default 1s.
+    #[serde(default, with = "humantime_serde")]
+    pub sync_interval: Option<Duration>,
+    /// How long a starting gateway waits for its peer's state before it
+    /// serves with the state it kept. Default 3s.
+    #[serde(default, with = "humantime_serde")]
+    pub start_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -49,6 +49,7 @@ pub struct GatewayConfig {
     pub dns: Dns,
     pub clients: Clients,
     pub affinity: Affinity,
+    pub pair: Option<Pair>,
 }
 
 /// How requests are kept on one twin (see [`crate::affinity`]).
@@ -348,6 +349,35 @@ pub struct ServerSettings {
     pub graceful_shutdown_timeout: Duration,
     pub pid_file: PathBuf,
     pub upgrade_socket: PathBuf,
+    /// Where the operator's state is kept across restarts, if anywhere.
+    pub state_file: Option<PathBuf>,
+}
+
+/// The other gateway of a pair (see [`crate::pair`]).
+#[derive(Clone)]
+pub struct Pair {
+    /// This gateway's name in the pair.
+    pub name: String,
+    /// The peer's admin API, without a trailing slash.
+    pub peer: String,
+    /// The bearer token of the peer link, shared by both gateways.
+    pub token: Arc<[u8]>,
+    /// The HTTPS client for the peer link (its CA and our certificate).
+    pub client: reqwest::Client,
+    pub sync_interval: Duration,
+    pub start_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("name", &self.name)
+            .field("peer", &self.peer)
+            .field("token", &"<redacted>")
+            .field("sync_interval", &self.sync_interval)
+            .field("start_timeout", &self.start_timeout)
+            .finish()
+    }
 }
 
 /// Defaults, in one place so that docs and code agree.
@@ -449,6 +479,13 @@ impl GatewayConfig {
         let admin = admin(&mut e, &f, listeners.admin, base);
         let clients = clients(&mut e, &f.clients);
         let affinity = affinity(&mut e, &f.affinity, base);
+        let pair = f.pair.as_ref().and_then(|p| pair(&mut e, p, &server, base));
+        if f.pair.is_some() && listeners.admin.is_none() {
+            e.push(
+                "pair",
+                "a pair needs listeners.admin: the peer gateway sends its state there",
+            );
+        }
 
         if !e.0.is_empty() {
             return Err(e.0);
@@ -472,6 +509,7 @@ impl GatewayConfig {
             dns,
             clients,
             affinity,
+            pair,
         })
     }
 }
@@ -764,7 +802,133 @@ fn server(e: &mut Errors, s: &FileServer, base: &Path) -> ServerSettings {
                 .as_deref()
                 .unwrap_or(defaults::UPGRADE_SOCKET),
         ),
+        state_file: s.state_file.as_deref().map(|f| resolve(base, f)),
     }
+}
+
+/// `pair`: the peer's address and the link's credentials. The link is
+/// HTTPS with the peer's certificate checked against `ca` and ours
+/// presented for its mutual TLS; plain HTTP only to a loopback address
+/// (one host, tests). The state the pair shares must survive a restart of
+/// both, so `server.state_file` is required.
+fn pair(e: &mut Errors, p: &FilePair, server: &ServerSettings, base: &Path) -> Option<Pair> {
+    let before = e.0.len();
+    e.name("pair.name", &p.name);
+    let peer = p.peer.trim_end_matches('/').to_string();
+    let https = match peer.split_once("://") {
+        Some(("https", rest)) if !rest.is_empty() => true,
+        Some(("http", rest)) => {
+            let host = rest.split('/').next().unwrap_or("");
+            let loopback = host
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback());
+            if !loopback {
+                e.push(
+                    "pair.peer",
+                    format!("`{peer}`: the peer link leaves this host only over https:// (plain http:// only to a loopback ip:port)"),
+                );
+            }
+            false
+        }
+        _ => {
+            e.push(
+                "pair.peer",
+                format!("`{peer}` is not an https://host:port URL"),
+            );
+            false
+        }
+    };
+    let token = match read_token(&resolve(base, &p.token_file)) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            e.push("pair.token_file", why);
+            None
+        }
+    };
+    if server.state_file.is_none() {
+        e.push(
+            "pair",
+            "a pair needs server.state_file: the operator's state must outlive a restart of both gateways",
+        );
+    }
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
+        .no_proxy();
+    if https {
+        builder = builder.tls_built_in_root_certs(false);
+        match &p.ca {
+            None => e.push(
+                "pair.ca",
+                "an https:// peer needs the CA that signed its certificate",
+            ),
+            Some(ca) => match std::fs::read(resolve(base, ca))
+                .map_err(|x| x.to_string())
+                .and_then(|pem| {
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|x| x.to_string())
+                }) {
+                Ok(certs) if certs.is_empty() => e.push("pair.ca", "no PEM certificate in it"),
+                Ok(certs) => {
+                    for c in certs {
+                        builder = builder.add_root_certificate(c);
+                    }
+                }
+                Err(why) => e.push("pair.ca", format!("{ca}: {why}")),
+            },
+        }
+    }
+    match (&p.client_certificate, &p.client_key) {
+        (Some(cert), Some(key)) => {
+            let pem = std::fs::read(resolve(base, cert))
+                .map_err(|x| format!("{cert}: {x}"))
+                .and_then(|mut pem| {
+                    let key =
+                        std::fs::read(resolve(base, key)).map_err(|x| format!("{key}: {x}"))?;
+                    pem.push(b'\n');
+                    pem.extend(key);
+                    Ok(pem)
+                });
+            match pem.and_then(|pem| reqwest::Identity::from_pem(&pem).map_err(|x| x.to_string())) {
+                Ok(id) => builder = builder.identity(id),
+                Err(why) => e.push("pair.client_certificate", why),
+            }
+        }
+        (None, None) => {}
+        _ => e.push(
+            "pair.client_key",
+            "client_certificate and client_key go together",
+        ),
+    }
+    let sync_interval = e.duration(
+        "pair.sync_interval",
+        p.sync_interval,
+        Duration::from_secs(1),
+        Duration::from_millis(100),
+    );
+    let start_timeout = e.duration(
+        "pair.start_timeout",
+        p.start_timeout,
+        Duration::from_secs(3),
+        Duration::ZERO,
+    );
+    let client = match builder.build() {
+        Ok(c) => Some(c),
+        Err(why) => {
+            e.push("pair", format!("cannot set up the peer link: {why}"));
+            None
+        }
+    };
+    if e.0.len() > before {
+        return None;
+    }
+    Some(Pair {
+        name: p.name.clone(),
+        peer,
+        token: token?,
+        client: client?,
+        sync_interval,
+        start_timeout,
+    })
 }
 
 /// `admin`: tokens, audit log, TLS; the admin listener stays on loopback
