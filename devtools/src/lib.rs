@@ -30,6 +30,35 @@ pub fn write_dev_cert(dir: &Path, names: &[String]) -> anyhow::Result<(PathBuf, 
     Ok((cert, key))
 }
 
+/// A test CA in `dir` (`ca.crt`) and, per `(name, addresses)`, a
+/// certificate it signed for both ends of TLS (server and client), with
+/// those names and IPs: `{name}.crt`, `{name}.key`. For links with
+/// mutual TLS, such as the gateway pair's.
+pub fn write_test_pki(dir: &Path, members: &[(&str, &[String])]) -> anyhow::Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    std::fs::create_dir_all(dir)?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Twinport test CA");
+    let ca = ca.self_signed(&ca_key)?;
+    std::fs::write(dir.join("ca.crt"), ca.pem())?;
+    for (name, addresses) in members {
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(addresses.to_vec())?;
+        p.distinguished_name.push(rcgen::DnType::CommonName, *name);
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &ca, &ca_key)?;
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem())?;
+        write_secret(&dir.join(format!("{name}.key")), &key.serialize_pem());
+    }
+    Ok(())
+}
+
 /// Writes a secret (a token file) readable by its owner only, as an
 /// installer would; creates the directory.
 pub fn write_secret(path: &Path, text: &str) {

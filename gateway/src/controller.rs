@@ -101,6 +101,9 @@ pub struct Shared {
     /// stopping: every response closes its downstream connection, so that
     /// clients move to fresh connections before this process stops reading.
     pub leaving: std::sync::atomic::AtomicBool,
+    /// This process is stopping for good (not handing over to a new one):
+    /// the pair's other gateway should take the virtual IP now.
+    pub stopping: std::sync::atomic::AtomicBool,
     pub config_path: PathBuf,
     /// Sessions and the node each is bound to (session affinity).
     pub affinity: crate::affinity::Table,
@@ -313,6 +316,7 @@ impl Controller {
             events: tx,
             cert,
             leaving: std::sync::atomic::AtomicBool::new(false),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             config_path,
             affinity: Default::default(),
             self_health: Default::default(),

@@ -423,6 +423,66 @@ pub async fn run(
     }
 }
 
+/// The value of the keepalived track file: `0` lets this gateway hold the
+/// virtual IP, `-254` puts its VRRP instance in FAULT (the peer takes the
+/// address within a few advert intervals).
+pub fn track_value(healthy: bool, stopping: bool) -> &'static str {
+    if healthy && !stopping {
+        "0\n"
+    } else {
+        "-254\n"
+    }
+}
+
+/// Keeps `pair.vrrp_track_file` (if set) in step with this gateway's own
+/// health, checked every 100 ms, until `shutdown`; a gateway that stops
+/// writes `-254` first, so the VIP leaves before its listeners close.
+///
+/// A binary upgrade must not move the VIP: the new process writes nothing
+/// until it has been healthy once (the old one's `0` stands meanwhile),
+/// and the old one, handing over, writes nothing when it ends.
+pub async fn vrrp_track(
+    shared: std::sync::Arc<crate::controller::Shared>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut written: Option<(PathBuf, &'static str)> = None;
+    let mut was_healthy = false;
+    let stopping = || shared.stopping.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let config = shared.snapshot.load().config.clone();
+        if let Some(path) = config.pair.as_ref().and_then(|p| p.vrrp_track_file.clone()) {
+            let healthy = shared.self_health.verdict().healthy;
+            was_healthy |= healthy;
+            let value = track_value(healthy, stopping());
+            let due = was_healthy || stopping();
+            if due && written.as_ref() != Some(&(path.clone(), value)) {
+                // In place: keepalived reads the file on each change it is
+                // told of (inotify).
+                match std::fs::write(&path, value) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), value = value.trim(), "VRRP track file written");
+                        written = Some((path, value));
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "cannot write the VRRP track file")
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    if let (Some((path, _)), true) = (written, stopping()) {
+                        let _ = std::fs::write(path, track_value(false, true));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Writes the operator state to `path` whenever it changes, until
 /// `shutdown` (the state at that moment is written too).
 pub async fn persist(

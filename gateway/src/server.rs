@@ -122,6 +122,10 @@ impl BackgroundService for ControlPlane {
             }
         }
         tokio::spawn(crate::selfcheck::watchdog(health));
+        tokio::spawn(crate::pair::vrrp_track(
+            self.shared.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(notify_ready_when_serving(self.serving.clone()));
         tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
         if let (Some(addr), Some(audit)) = (self.admin_addr, self.audit.clone()) {
@@ -240,6 +244,11 @@ fn watch_leaving(server: &Server, shared: Arc<Shared>) {
                     shared
                         .leaving
                         .store(true, std::sync::atomic::Ordering::Relaxed);
+                    if !matches!(phase, ExecutionPhase::GracefulUpgradeTransferringFds) {
+                        shared
+                            .stopping
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
         });

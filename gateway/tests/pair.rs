@@ -23,14 +23,42 @@ struct Member {
 
 impl Member {
     fn new(i: usize, admins: [SocketAddr; 2], a: &Node, b: &Node, swap: bool) -> Member {
+        Member::with_tls(i, admins, a, b, swap, None)
+    }
+
+    /// `pki`: the admin listeners and the peer link over mutual TLS with
+    /// the certificates `gw1`/`gw2` of this PKI folder.
+    fn with_tls(
+        i: usize,
+        admins: [SocketAddr; 2],
+        a: &Node,
+        b: &Node,
+        swap: bool,
+        pki: Option<&std::path::Path>,
+    ) -> Member {
         let dir = TempDir::new(&format!("pair-gw{}", i + 1));
         devtools::write_secret(&dir.path().join("pair.token"), PAIR_TOKEN);
+        let me = format!("gw{}", i + 1);
+        let (scheme, admin_extra, tls) = match pki {
+            None => ("http", String::new(), String::new()),
+            Some(p) => (
+                "https",
+                format!(
+                    "  tls:\n    certificate: {p}/{me}.crt\n    key: {p}/{me}.key\n    client_ca: {p}/ca.crt\n",
+                    p = p.display()
+                ),
+                format!(
+                    "  ca: {p}/ca.crt\n  client_certificate: {p}/{me}.crt\n  client_key: {p}/{me}.key\n",
+                    p = p.display()
+                ),
+            ),
+        };
         let opts = GwOpts {
             admin: Some(admins[i]),
             state_file: true,
+            admin_extra,
             extra: format!(
-                "pair:\n  name: gw{}\n  peer: http://{}\n  token_file: pair.token\n  sync_interval: 200ms\n  start_timeout: 1500ms\n",
-                i + 1,
+                "pair:\n  name: {me}\n  peer: {scheme}://{}\n  token_file: pair.token\n  sync_interval: 200ms\n  start_timeout: 1500ms\n{tls}",
                 admins[1 - i]
             ),
             ..GwOpts::default()
@@ -251,4 +279,84 @@ async fn a_starting_gateway_takes_the_primary_its_peer_serves_with() {
         .unwrap()
         .iter()
         .any(|t| t["event"] == "VRRP BACKUP"));
+}
+
+/// The admin API over mutual TLS, as the peer or an operator reaches it.
+async fn tls_status(client: &reqwest::Client, gw: &Gateway) -> Value {
+    client
+        .get(format!("https://{}/v1/status", gw.admin))
+        .bearer_auth(&gw.token)
+        .send()
+        .await
+        .expect("admin API answers")
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_peer_link_is_mutual_tls_and_refuses_a_stranger() {
+    let (dir, a, b) = twins("pair-tls");
+    let pki = dir.path().join("pki");
+    let names = ["127.0.0.1".to_string(), "localhost".to_string()];
+    devtools::write_test_pki(
+        &pki,
+        &[
+            ("gw1", &names[..]),
+            ("gw2", &names[..]),
+            ("ops", &names[..]),
+        ],
+    )
+    .unwrap();
+    let admins = [devtools::free_addr(), devtools::free_addr()];
+    let m = [0, 1].map(|i| Member::with_tls(i, admins, &a, &b, false, Some(&pki)));
+    let gw1 = m[0].start();
+    let gw2 = m[1].start();
+    let pem = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let mut id = pem("ops.crt");
+    id.extend(pem("ops.key"));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem("ca.crt")).unwrap())
+        .identity(reqwest::Identity::from_pem(&id).unwrap())
+        .build()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while tls_status(&client, &gw1).await["pair"]["peer"]["reachable"] != true
+        && Instant::now() < end
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client
+        .post(format!("https://{}/v1/nodes/a/drain", gw1.admin))
+        .bearer_auth(&gw1.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let end = Instant::now() + Duration::from_secs(1);
+    let mut s = tls_status(&client, &gw2).await;
+    while node_status(&s, "a")["admin"] != "drain" && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s = tls_status(&client, &gw2).await;
+    }
+    assert_eq!(node_status(&s, "a")["admin"], "drain", "{s}");
+    assert_eq!(s["pair"]["peer"]["reachable"], true, "{s}");
+
+    // A gateway whose certificate another CA signed is no peer: gw2's
+    // exchanges with it fail, and gw2 says why.
+    drop(gw1);
+    let other = dir.path().join("other-pki");
+    devtools::write_test_pki(&other, &[("gw1", &names[..])]).unwrap();
+    std::fs::copy(other.join("gw1.crt"), pki.join("gw1.crt")).unwrap();
+    std::fs::copy(other.join("gw1.key"), pki.join("gw1.key")).unwrap();
+    let gw1 = m[0].start();
+    // Its listeners are open: a peer it could reach would be reachable
+    // again within a sync interval (200 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = tls_status(&client, &gw2).await;
+    assert_eq!(s["pair"]["peer"]["reachable"], false, "{s}");
+    let why = s["pair"]["peer"]["last_error"].as_str().unwrap_or("").to_string();
+    println!("gw2 on a stranger: {why}");
+    assert!(why.contains("certificate"), "{why}");
+    drop(gw1);
 }

@@ -272,6 +272,12 @@ pub struct FilePair {
     /// serves with the state it kept. Default 3s.
     #[serde(default, with = "humantime_serde")]
     pub start_timeout: Option<Duration>,
+    /// A keepalived `vrrp_track_file` this gateway keeps: `0` while it is
+    /// healthy (`/healthz`), `-254` (FAULT: the VIP moves at once) when it
+    /// is not or is stopping. Its unit writes `-254` when the process
+    /// ends, however it ends (`ExecStopPost`).
+    #[serde(default)]
+    pub vrrp_track_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

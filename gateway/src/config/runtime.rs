@@ -366,6 +366,7 @@ pub struct Pair {
     pub client: reqwest::Client,
     pub sync_interval: Duration,
     pub start_timeout: Duration,
+    pub vrrp_track_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Pair {
@@ -376,6 +377,7 @@ impl std::fmt::Debug for Pair {
             .field("token", &"<redacted>")
             .field("sync_interval", &self.sync_interval)
             .field("start_timeout", &self.start_timeout)
+            .field("vrrp_track_file", &self.vrrp_track_file)
             .finish()
     }
 }
@@ -928,6 +930,7 @@ fn pair(e: &mut Errors, p: &FilePair, server: &ServerSettings, base: &Path) -> O
         client: client?,
         sync_interval,
         start_timeout,
+        vrrp_track_file: p.vrrp_track_file.as_deref().map(|f| resolve(base, f)),
     })
 }
 
