@@ -55,7 +55,9 @@ ensure_disk_space() {
 # WebDriver (the status-page test), curl, and Debian's Prometheus with
 # promtool (the dashboards' rule checks and the real-Prometheus test),
 # Ansible with ansible-lint, keepalived (its config check) and
-# systemd-analyze (the unit checks) for the Ansible tests.
+# systemd-analyze (the unit checks) for the Ansible tests; keepalived,
+# iproute2 and nftables for the gateway pair's tests on network namespaces
+# of their own (chaos-tests/tests/pair.rs).
 ensure_test_deps() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -66,6 +68,8 @@ ensure_test_deps() {
   command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
   command -v ansible-lint >/dev/null 2>&1 || missing+=(ansible-lint)
   command -v keepalived >/dev/null 2>&1 || missing+=(keepalived)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v nft >/dev/null 2>&1 || missing+=(nftables)
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0

@@ -352,7 +352,8 @@ impl Appliance {
         let (http, admin, metrics) = (free_addr(), free_addr(), free_addr());
         let mut nodes = Vec::new();
         for name in ["a", "b"] {
-            nodes.push(install_node(&d, name, &opts, &database, http, admin).await?);
+            let host = std::net::Ipv4Addr::LOCALHOST.into();
+            nodes.push(install_node(&d, name, &opts, &database, host, http, admin).await?);
         }
         let [a, b]: [Node; 2] = nodes.try_into().ok().expect("two nodes");
         let gateway_config = d.join("gateway.yaml");
@@ -416,17 +417,7 @@ impl Appliance {
                 bail!("switching health checks off: {code} {body}");
             }
         }
-        for desk in ["1", "2", "3"] {
-            let r = me
-                .client
-                .post(me.url(&format!("/api/v1/branches/{BRANCH}/desks/{desk}/open")))
-                .bearer_auth(DESK_TOKEN)
-                .send()
-                .await?;
-            if !r.status().is_success() {
-                bail!("opening desk {desk}: {}", r.status());
-            }
-        }
+        open_desks(&me.client, &me.url("")).await?;
         Ok(me)
     }
 
@@ -593,17 +584,20 @@ struct PortTaken(&'static str);
 
 /// Node `name`'s files in `d`: its ticketing and agent configs, release
 /// 1.0.0 installed (the agent itself is started later), fault proxies in
-/// front of its app and agent when the run is proxied.
-async fn install_node(
+/// front of its app and agent when the run is proxied. The app and the
+/// agent's `/ready` listen on `host` (loopback, or the address the gateway
+/// pair reaches the twins at), the agent's control API on loopback.
+pub(crate) async fn install_node(
     d: &Path,
     name: &'static str,
     opts: &Options,
     database: &str,
+    host: std::net::IpAddr,
     http: SocketAddr,
     admin: SocketAddr,
 ) -> anyhow::Result<Node> {
-    let app = free_addr();
-    let ready = free_addr();
+    let app = SocketAddr::new(host, free_addr().port());
+    let ready = SocketAddr::new(host, free_addr().port());
     let (app_link, agent_link) = if opts.proxied {
         (
             Some(FaultProxy::start(app).await?),
@@ -644,6 +638,21 @@ async fn install_node(
         );
     }
     Ok(node)
+}
+
+/// Opens the branch's three desks through the gateway at `base`.
+pub(crate) async fn open_desks(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for desk in ["1", "2", "3"] {
+        let r = client
+            .post(format!("{base}/api/v1/branches/{BRANCH}/desks/{desk}/open"))
+            .bearer_auth(DESK_TOKEN)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("opening desk {desk}: {}", r.status());
+        }
+    }
+    Ok(())
 }
 
 /// The value of `field` of node `name` in a gateway status document.

@@ -6,6 +6,8 @@
 //! - [`env`]: a PostgreSQL server and a tmpfs of the scenario's own;
 //! - [`load`]: the bounded mixed load (browsing, kiosks, desks), every
 //!   request recorded;
+//! - [`pair`]: the gateway pair on network namespaces of its own, with
+//!   keepalived moving a virtual IP between two gateway hosts;
 //! - [`tickets`]: the store against what the kiosks printed;
 //! - [`scenarios`]: one fault each, with its bounds, one type per
 //!   scenario behind [`scenarios::Scenario`];
@@ -19,6 +21,7 @@ pub mod appliance;
 pub mod env;
 pub mod fault;
 pub mod load;
+pub mod pair;
 pub mod report;
 pub mod scenarios;
 pub mod tickets;

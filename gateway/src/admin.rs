@@ -292,15 +292,31 @@ async fn node_action(
     }
     match st.shared.set_admin(n, state, soft).await {
         Ok(()) => {
+            let pair = pair_sync(&st.shared).await;
             let status = status_value(&st.shared);
             let soft_drain = status["nodes"]
                 .as_array()
                 .and_then(|ns| ns.iter().find(|x| x["name"] == node.as_str()))
                 .is_some_and(|x| !x["soft_drain"].is_null());
-            Json(json!({ "node": node, "admin": state.as_str(), "soft_drain": soft_drain, "status": status }))
+            Json(json!({ "node": node, "admin": state.as_str(), "soft_drain": soft_drain, "pair": pair, "status": status }))
                 .into_response()
         }
         Err(e) => control_error(e),
+    }
+}
+
+/// After a change: the peer gateway told at once, before the answer, so
+/// that the answer says whether the pair holds it (`null` without a pair).
+/// An operator whose change did not reach the peer sees why, and the
+/// change is sent again on every sync until it does.
+async fn pair_sync(shared: &Shared) -> Value {
+    let config = shared.snapshot.load().config.clone();
+    let Some(pair) = &config.pair else {
+        return Value::Null;
+    };
+    match crate::pair::sync_now(shared, pair).await {
+        Ok(peer) => json!({ "peer": peer, "synced": true }),
+        Err(why) => json!({ "peer": pair.peer, "synced": false, "error": why }),
     }
 }
 
@@ -329,7 +345,9 @@ async fn switchover(
     };
     match st.shared.switchover(n, body.force).await {
         Ok(()) => {
-            Json(json!({ "primary": body.to, "status": status_value(&st.shared) })).into_response()
+            let pair = pair_sync(&st.shared).await;
+            Json(json!({ "primary": body.to, "pair": pair, "status": status_value(&st.shared) }))
+                .into_response()
         }
         Err(e) => control_error(e),
     }

@@ -379,6 +379,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// One exchange with the peer now, its result applied here: `Ok(peer's
+/// name)` or why it failed. The admin API calls it after every change, so
+/// that its answer says whether the peer holds the change too.
+pub async fn sync_now(
+    shared: &crate::controller::Shared,
+    pair: &crate::config::Pair,
+) -> Result<String, String> {
+    let ours = shared.exchange_of(&pair.name);
+    match exchange(pair, &ours).await {
+        Ok(theirs) => {
+            let state = shared
+                .peer_state(theirs.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            shared.pair.exchanged(&pair.peer, &theirs, &state);
+            Ok(theirs.from)
+        }
+        Err(e) => {
+            let why = e.to_string();
+            shared.pair.failed(&pair.peer, why.clone());
+            Err(why)
+        }
+    }
+}
+
 /// Keeps the pair in step until `shutdown`: an exchange at once when the
 /// operator state changes here, and every `pair.sync_interval` otherwise.
 pub async fn run(
@@ -392,23 +417,16 @@ pub async fn run(
         let wait = match &config.pair {
             None => std::time::Duration::from_secs(1),
             Some(pair) => {
-                let ours = shared.exchange_of(&pair.name);
-                match exchange(pair, &ours).await {
-                    Ok(theirs) => {
-                        let merged = shared.peer_state(theirs.clone()).await;
-                        if let Ok(state) = merged {
-                            shared.pair.exchanged(&pair.peer, &theirs, &state);
-                        }
+                match sync_now(&shared, pair).await {
+                    Ok(_) => {
                         if last_error.take().is_some() {
                             tracing::info!(peer = %pair.peer, "the peer gateway answers again");
                         }
                     }
-                    Err(e) => {
-                        let why = e.to_string();
+                    Err(why) => {
                         if last_error.as_ref() != Some(&why) {
                             tracing::warn!(error = %why, "cannot keep the operator state in step with the peer gateway");
                         }
-                        shared.pair.failed(&pair.peer, why.clone());
                         last_error = Some(why);
                     }
                 }

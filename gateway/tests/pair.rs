@@ -114,6 +114,7 @@ async fn a_change_through_either_gateway_holds_on_the_other_within_a_second() {
     // Drain through gw1: gw2 holds it within a second.
     let (code, body) = gw1.admin_call("POST", "/v1/nodes/a/drain", None).await;
     assert_eq!(code, 200, "{body}");
+    assert_eq!(body["pair"], json!({ "peer": "gw2", "synced": true }));
     let t = Instant::now();
     let s = gw2
         .wait_status(Duration::from_secs(3), |s| {
@@ -188,9 +189,18 @@ async fn a_restarted_gateway_comes_back_with_the_state_it_missed() {
     peer_reachable(&gw1).await;
 
     gw2.proc.kill();
-    // Without its peer, gw1 takes drains but not a switchover.
-    let (code, _) = gw1.admin_call("POST", "/v1/nodes/a/drain", None).await;
+    // Without its peer, gw1 takes drains (and says the peer does not have
+    // them yet) but not a switchover.
+    let (code, body) = gw1.admin_call("POST", "/v1/nodes/a/drain", None).await;
     assert_eq!(code, 200);
+    assert_eq!(body["pair"]["synced"], false, "{body}");
+    assert!(
+        body["pair"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot be reached"),
+        "{body}"
+    );
     gw1.wait_status(Duration::from_secs(3), |s| {
         s["pair"]["peer"]["reachable"] == false
     })
@@ -355,7 +365,10 @@ async fn the_peer_link_is_mutual_tls_and_refuses_a_stranger() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let s = tls_status(&client, &gw2).await;
     assert_eq!(s["pair"]["peer"]["reachable"], false, "{s}");
-    let why = s["pair"]["peer"]["last_error"].as_str().unwrap_or("").to_string();
+    let why = s["pair"]["peer"]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     println!("gw2 on a stranger: {why}");
     assert!(why.contains("certificate"), "{why}");
     drop(gw1);
