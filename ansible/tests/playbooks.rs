@@ -333,11 +333,10 @@ async fn site_then_a_rolling_upgrade_under_load_then_a_failed_upgrade_stops_the_
         .path()
         .join("gw/etc/systemd/system/twinport-gateway@.service")
         .is_file());
-    assert!(site
-        .root
-        .path()
-        .join("gw/etc/keepalived/keepalived.conf")
-        .is_file());
+    let keepalived =
+        std::fs::read_to_string(site.root.path().join("gw/etc/keepalived/keepalived.conf"))
+            .unwrap();
+    same_vrrp_as_the_pair_tests(&keepalived);
 
     // Converged: a second run changes nothing.
     let s = site.clone();
@@ -511,4 +510,29 @@ async fn site_then_a_rolling_upgrade_under_load_then_a_failed_upgrade_stops_the_
     let new = std::fs::read_to_string(&pid_file).unwrap();
     assert_ne!(old.trim(), new.trim(), "a new gateway process");
     assert_eq!(site.status().await["nodes"].as_array().unwrap().len(), 2);
+}
+
+/// The keepalived configuration the role writes behaves as the one the
+/// gateway pair's tests run (chaos-tests/tests/pair.rs): every directive
+/// of theirs but those naming this host's paths, addresses and priority.
+fn same_vrrp_as_the_pair_tests(rendered: &str) {
+    let rendered: Vec<&str> = rendered.lines().map(str::trim).collect();
+    let lab = chaos_tests::pair::keepalived_conf(0, std::path::Path::new("/lab"));
+    let host_specific = ["router_id", "priority", "/lab", "dev eth0", "interface"];
+    for line in lab.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if host_specific.iter().any(|h| line.contains(h)) {
+            continue;
+        }
+        assert!(
+            rendered.contains(&line),
+            "the role's keepalived.conf lacks `{line}` that the pair tests run with:\n{}",
+            rendered.join("\n")
+        );
+    }
+    for directive in ["script", "file", "notify"] {
+        assert!(
+            rendered.iter().any(|l| l.starts_with(directive)),
+            "{directive}"
+        );
+    }
 }

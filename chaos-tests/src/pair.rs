@@ -21,9 +21,9 @@
 //! namespaces with `ip netns exec`.
 //!
 //! Each gateway runs as its systemd unit would run it: under a shell that
-//! writes `-254` to the VRRP track file when the process ends however it
-//! ends (the unit's `ExecStopPost`), so keepalived moves the address the
-//! moment a gateway dies.
+//! writes `-254` to the VRRP track file when the process ends other than
+//! cleanly (the unit's `ExecStopPost`, as the ansible role writes it), so
+//! keepalived moves the address the moment a gateway dies.
 
 use crate::appliance::{self, Node, Options, Store, ADMIN_TOKEN, DESK_TOKEN};
 use anyhow::{bail, Context};
@@ -244,7 +244,7 @@ impl GatewayHost {
         let _ = std::fs::remove_file(self.pid_file());
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, "sh", "-c"])
-            .arg("\"$@\"; echo -254 > \"$TRACK\"")
+            .arg("\"$@\" || echo -254 > \"$TRACK\"")
             .arg("gateway-unit")
             .arg(bin_dir.join("gateway"))
             .arg("--config")
