@@ -249,8 +249,7 @@ pub struct Exchange {
 pub struct PeerView {
     pub name: Option<String>,
     pub url: String,
-    /// The last exchange succeeded and is recent (within three sync
-    /// intervals).
+    /// The last exchange succeeded, within three sync intervals.
     pub reachable: bool,
     /// When the last exchange succeeded.
     pub last_exchange: Option<String>,
@@ -288,7 +287,7 @@ impl PairShared {
         v
     }
 
-    /// An exchange succeeded within the last three sync intervals.
+    /// The last exchange succeeded, within the last three sync intervals.
     pub fn reachable(&self, sync_interval: std::time::Duration) -> bool {
         let last = *self.last_ok.lock().unwrap_or_else(|e| e.into_inner());
         last.is_some_and(|t| t.elapsed() <= 3 * sync_interval)
@@ -314,6 +313,9 @@ impl PairShared {
     }
 
     fn failed(&self, url: &str, why: String) {
+        // The last exchange failed: not reachable, however recent the one
+        // before.
+        *self.last_ok.lock().unwrap_or_else(|e| e.into_inner()) = None;
         crate::metrics::metrics()
             .pair_peer_up
             .with_label_values(&[url])

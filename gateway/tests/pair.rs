@@ -373,3 +373,80 @@ async fn the_peer_link_is_mutual_tls_and_refuses_a_stranger() {
     assert!(why.contains("certificate"), "{why}");
     drop(gw1);
 }
+
+/// `twinctl` with both gateways' admin URLs.
+fn twinctl(gws: &[&Gateway], args: &[&str]) -> (i32, String) {
+    let admins: Vec<String> = gws.iter().map(|g| format!("http://{}", g.admin)).collect();
+    let out = std::process::Command::new(devtools::bin("twinctl"))
+        .arg("--admin")
+        .arg(admins.join(","))
+        .env("TWINPORT_TOKEN", &gws[0].token)
+        .env_remove("TWINPORT_TOKEN_FILE")
+        .env_remove("TWINPORT_ADMIN")
+        .args(args)
+        .output()
+        .expect("twinctl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twinctl_shows_the_pair_and_changes_both_gateways() {
+    let (_dir, _a, _b, m) = pair("pair-twinctl", false);
+    let gw1 = m[0].start();
+    let mut gw2 = m[1].start();
+    peer_reachable(&gw1).await;
+    peer_reachable(&gw2).await;
+
+    let (code, out) = tokio::task::block_in_place(|| twinctl(&[&gw1, &gw2], &["status"]));
+    assert_eq!(code, 0, "{out}");
+    let g1 = out
+        .lines()
+        .find(|l| l.contains(&gw1.admin.to_string()))
+        .unwrap();
+    assert!(g1.contains("gw1") && g1.contains("reachable"), "{out}");
+    assert!(out.contains("views agree"), "{out}");
+
+    let (code, out) = tokio::task::block_in_place(|| twinctl(&[&gw1, &gw2], &["drain", "a"]));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("node a: admin state drain").count(), 2, "{out}");
+    assert!(out.contains("holds it too"), "{out}");
+
+    // A file listing both; gw2 gone: the change holds on gw1, gw2 is
+    // named as not reached, and the exit code is still 0.
+    gw2.proc.kill();
+    let list = m[0].dir.path().join("gateways.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "# the pair\nhttp://{}\nhttp://{}  # gw2\n",
+            gw1.admin, gw2.admin
+        ),
+    )
+    .unwrap();
+    let file = list.display().to_string();
+    let (code, out) =
+        tokio::task::block_in_place(|| twinctl(&[&gw1], &["--gateways", &file, "undrain", "a"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("node a: admin state active"), "{out}");
+    assert!(out.contains("not reached"), "{out}");
+    let (code, out) =
+        tokio::task::block_in_place(|| twinctl(&[&gw1], &["--gateways", &file, "switchover", "b"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("peer gateway cannot be reached"), "{out}");
+    let (code, out) = tokio::task::block_in_place(|| {
+        twinctl(
+            &[&gw1],
+            &["--gateways", &file, "switchover", "--force", "b"],
+        )
+    });
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("primary is now b"), "{out}");
+    let (code, out) =
+        tokio::task::block_in_place(|| twinctl(&[&gw1], &["--gateways", &file, "status"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("unreachable"), "{out}");
+    assert!(out.contains("not every gateway answered"), "{out}");
+}

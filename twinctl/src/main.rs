@@ -15,12 +15,16 @@
 //!
 //! The admin address comes from `--admin` or `TWINPORT_ADMIN` (default
 //! `http://127.0.0.1:9180`), the token from `--token-file`,
-//! `TWINPORT_TOKEN_FILE` or `TWINPORT_TOKEN`.
+//! `TWINPORT_TOKEN_FILE` or `TWINPORT_TOKEN`. A gateway pair: `--admin`
+//! twice (or comma-separated), or `--gateways FILE` listing the URLs;
+//! `status` shows both gateways and whether they agree, and changes go to
+//! each, reported per gateway (see `pair.rs`).
 //!
 //! Exit codes: 0 done; 1 refused by the gateway (409, 422, ...); 2 bad
 //! usage; 3 gateway unreachable; 4 unauthorized; 5 unknown node.
 #![forbid(unsafe_code)]
 
+mod pair;
 mod rolling;
 
 use clap::{Parser, Subcommand};
@@ -35,14 +39,19 @@ use std::time::Duration;
     about = "Operate a Twinport gateway through its admin API"
 )]
 struct Cli {
-    /// Admin API base URL.
+    /// Admin API base URL; twice (or comma-separated) for a gateway pair.
     #[arg(
         long,
         env = "TWINPORT_ADMIN",
         default_value = "http://127.0.0.1:9180",
+        value_delimiter = ',',
         global = true
     )]
-    admin: String,
+    admin: Vec<String>,
+    /// A file listing the gateways' admin URLs, one per line (`#` starts a
+    /// comment); instead of `--admin`.
+    #[arg(long, env = "TWINPORT_GATEWAYS", global = true)]
+    gateways: Option<std::path::PathBuf>,
     /// File holding the admin bearer token.
     #[arg(long, env = "TWINPORT_TOKEN_FILE", global = true)]
     token_file: Option<std::path::PathBuf>,
@@ -92,7 +101,13 @@ enum Command {
     /// No traffic to NODE and no failover onto it.
     Maintenance { node: String },
     /// Move the primary role to NODE (refused if NODE is not healthy).
-    Switchover { node: String },
+    Switchover {
+        node: String,
+        /// With a gateway pair whose other gateway cannot be reached:
+        /// switch over on this one anyway (the other is down for good).
+        #[arg(long)]
+        force: bool,
+    },
     /// Re-read the gateway's configuration file and apply it.
     Reload,
     /// Upgrade both twins one at a time through their node-agents, under
@@ -177,9 +192,9 @@ impl Api {
         })
     }
 
-    /// The gateway's admin API, over HTTPS with the CA and client
-    /// certificate given (mutual TLS) when its URL is `https://`.
-    fn gateway(cli: &Cli) -> Result<Api, Failure> {
+    /// The admin API at `url`, over HTTPS with the CA and client
+    /// certificate given (mutual TLS) when it is `https://`.
+    fn gateway(cli: &Cli, url: &str) -> Result<Api, Failure> {
         let read = |p: &std::path::Path| {
             std::fs::read(p)
                 .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", p.display())))
@@ -197,7 +212,11 @@ impl Api {
                 .map_err(|e| Failure::Usage(format!("{}: {e}", cert.display())))?;
             builder = builder.identity(id);
         }
-        Api::with_client(&cli.admin, token(cli)?, builder)
+        Api::with_client(url, token(cli)?, builder)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
@@ -268,6 +287,25 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// Rows in aligned columns, two spaces apart, one line each.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// The status as a table an operator reads at 3 a.m.
 fn render_status(v: &Value) -> String {
     let mut out = format!(
@@ -331,18 +369,7 @@ fn render_status(v: &Value) -> String {
             },
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&table(&rows));
     let recent: Vec<&Value> = v["transitions"]
         .as_array()
         .into_iter()
@@ -369,10 +396,14 @@ fn render_status(v: &Value) -> String {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    let gateways = pair::gateways(cli)?;
     if let Command::RollingUpgrade(args) = &cli.command {
-        return rolling::run(&Api::gateway(cli)?, args);
+        return rolling::run(pair::serving(&gateways)?, args);
     }
-    let gw = Api::gateway(cli)?;
+    if gateways.len() > 1 {
+        return pair::run(&gateways, &cli.command);
+    }
+    let gw = &gateways[0];
     match &cli.command {
         Command::Status { json } => {
             let v = gw.get("/v1/status")?;
@@ -382,49 +413,79 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 print!("{}", render_status(&v));
             }
         }
-        Command::Drain { node, soft: true } => {
-            let v = gw.post(&format!("/v1/nodes/{node}/drain?soft=true"), None)?;
-            if v["soft_drain"] == true {
-                let n = v["status"]["nodes"]
-                    .as_array()
-                    .and_then(|ns| ns.iter().find(|x| x["name"] == node.as_str()))
-                    .cloned()
-                    .unwrap_or_default();
-                println!(
-                    "node {node}: soft drain; {} sessions finish there, until {} at the latest",
-                    s(&n["sessions"]),
-                    s(&n["soft_drain"]["until"])
-                );
-            } else {
-                println!(
-                    "node {node}: admin state {} (no soft drain: session affinity is off, the node was drained already or is not up)",
-                    s(&v["admin"])
-                );
-            }
-        }
-        Command::Drain { node, .. } | Command::Undrain { node } | Command::Maintenance { node } => {
-            let action = match &cli.command {
-                Command::Drain { .. } => "drain",
-                Command::Undrain { .. } => "undrain",
-                _ => "maintenance",
-            };
-            let v = gw.post(&format!("/v1/nodes/{node}/{action}"), None)?;
-            println!("node {node}: admin state {}", s(&v["admin"]));
-        }
-        Command::Switchover { node } => {
-            let v = gw.post("/v1/switchover", Some(json!({ "to": node })))?;
-            println!("primary is now {}", s(&v["primary"]));
-        }
-        Command::RollingUpgrade(_) => unreachable!("handled above"),
-        Command::Reload => {
-            let v = gw.post("/v1/config/reload", None)?;
-            println!("configuration generation {} in force", s(&v["generation"]));
-            for n in v["needs_upgrade"].as_array().into_iter().flatten() {
-                println!("  not yet in force: {}", s(n));
-            }
+        change => {
+            let (method_path, body) = change_call(change);
+            let v = gw.post(&method_path, body)?;
+            println!("{}", describe_change(change, &v));
         }
     }
     Ok(())
+}
+
+/// The admin call that makes `change` (not `status`, not a rolling
+/// upgrade): its path and body.
+fn change_call(change: &Command) -> (String, Option<Value>) {
+    match change {
+        Command::Drain { node, soft: true } => (format!("/v1/nodes/{node}/drain?soft=true"), None),
+        Command::Drain { node, .. } => (format!("/v1/nodes/{node}/drain"), None),
+        Command::Undrain { node } => (format!("/v1/nodes/{node}/undrain"), None),
+        Command::Maintenance { node } => (format!("/v1/nodes/{node}/maintenance"), None),
+        Command::Switchover { node, force } => (
+            "/v1/switchover".into(),
+            Some(json!({ "to": node, "force": force })),
+        ),
+        Command::Reload => ("/v1/config/reload".into(), None),
+        Command::Status { .. } | Command::RollingUpgrade(_) => {
+            unreachable!("not a change")
+        }
+    }
+}
+
+/// What a gateway's answer to `change` means, in one line or a few.
+fn describe_change(change: &Command, v: &Value) -> String {
+    let mut out = match change {
+        Command::Drain { node, soft: true } if v["soft_drain"] == true => {
+            let n = v["status"]["nodes"]
+                .as_array()
+                .and_then(|ns| ns.iter().find(|x| x["name"] == node.as_str()))
+                .cloned()
+                .unwrap_or_default();
+            format!(
+                "node {node}: soft drain; {} sessions finish there, until {} at the latest",
+                s(&n["sessions"]),
+                s(&n["soft_drain"]["until"])
+            )
+        }
+        Command::Drain { node, soft: true } => format!(
+            "node {node}: admin state {} (no soft drain: session affinity is off, the node was drained already or is not up)",
+            s(&v["admin"])
+        ),
+        Command::Drain { node, .. } | Command::Undrain { node } | Command::Maintenance { node } => {
+            format!("node {node}: admin state {}", s(&v["admin"]))
+        }
+        Command::Switchover { .. } => format!("primary is now {}", s(&v["primary"])),
+        Command::Reload => {
+            let mut t = format!("configuration generation {} in force", s(&v["generation"]));
+            for n in v["needs_upgrade"].as_array().into_iter().flatten() {
+                t.push_str(&format!("\n  not yet in force: {}", s(n)));
+            }
+            t
+        }
+        Command::Status { .. } | Command::RollingUpgrade(_) => String::new(),
+    };
+    let p = &v["pair"];
+    if p["synced"] == true {
+        out.push_str(&format!(
+            " (the peer gateway {} holds it too)",
+            s(&p["peer"])
+        ));
+    } else if p["synced"] == false {
+        out.push_str(&format!(
+            "\n  the peer gateway does not have it yet ({}); it is sent again until it does",
+            s(&p["error"])
+        ));
+    }
+    out
 }
 
 fn main() -> ExitCode {
