@@ -702,3 +702,73 @@ pub fn time_vip_move(net: &Net, i: usize, since: Instant, timeout: Duration) -> 
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// How a kill of the MASTER gateway went: when it was killed and how long
+/// the VIP took to move, both from the load's start.
+#[derive(Debug, Clone, Copy)]
+pub struct Kill {
+    pub at: Duration,
+    pub moved: Duration,
+}
+
+/// Failed requests against the kills: `[in flight at a kill (on a
+/// connection to the gateway that died), sent between a kill and the
+/// VIP's move, sent after the move]`.
+pub fn classify_failures(records: &[crate::load::Record], kills: &[Kill]) -> [usize; 3] {
+    let mut out = [0; 3];
+    for r in records.iter().filter(|r| !r.ok) {
+        let in_flight = kills.iter().any(|k| r.start <= k.at && r.end() >= k.at);
+        let gap = kills
+            .iter()
+            .any(|k| r.start >= k.at && r.start < k.at + k.moved);
+        out[if in_flight {
+            0
+        } else if gap {
+            1
+        } else {
+            2
+        }] += 1;
+    }
+    out
+}
+
+/// Waits (polling every 5 ms, up to 5 s) until exactly host `i` holds the
+/// VIP; how long that took since `since`.
+pub async fn vip_moves_to(net: &Net, i: usize, since: Instant) -> Option<Duration> {
+    while since.elapsed() < Duration::from_secs(5) {
+        if net.vip_holders() == vec![i] {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+impl PairLab {
+    /// kill -9 of the gateway holding the VIP, once the other is BACKUP
+    /// and in step with it; returns when the VIP has moved, with the kill
+    /// measured against `t0`. The killed gateway is started again and
+    /// waited for as BACKUP (what systemd's `Restart=` does).
+    pub async fn kill_master(&mut self, net: &Net, t0: Instant) -> anyhow::Result<Kill> {
+        let holders = net.vip_holders();
+        anyhow::ensure!(holders.len() == 1, "VIP holders: {holders:?}");
+        let (dead, next) = (holders[0], 1 - holders[0]);
+        self.wait_status(next, Duration::from_secs(10), |s| {
+            s["vrrp"] == "BACKUP" && s["pair"]["peer"]["reachable"] == true
+        })
+        .await?;
+        let t = Instant::now();
+        let at = t0.elapsed();
+        self.gateways[dead].kill_gateway()?;
+        let moved = vip_moves_to(net, next, t)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the VIP did not move to host {}", next + 1))?;
+        self.wait_vrrp(next, "MASTER", Duration::from_secs(5))
+            .await?;
+        self.gateways[dead].start_gateway(&self.bin_dir);
+        self.wait_serving(dead, Duration::from_secs(30)).await?;
+        self.wait_vrrp(dead, "BACKUP", Duration::from_secs(10))
+            .await?;
+        Ok(Kill { at, moved })
+    }
+}

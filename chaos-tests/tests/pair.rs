@@ -4,8 +4,8 @@
 //! CI has; fails loudly without it.
 
 use chaos_tests::appliance::node_field;
-use chaos_tests::load::{self, Plan, Record};
-use chaos_tests::pair::{in_client_namespace, Net, PairLab};
+use chaos_tests::load::{self, Plan};
+use chaos_tests::pair::{classify_failures, in_client_namespace, vip_moves_to, Net, PairLab};
 use chaos_tests::tickets;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,39 +54,6 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
-/// Waits (polling every 5 ms) until exactly host `i` holds the VIP.
-async fn vip_moves_to(net: &Net, i: usize, since: Instant) -> Option<Duration> {
-    while since.elapsed() < Duration::from_secs(5) {
-        if net.vip_holders() == vec![i] {
-            return Some(since.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
-}
-
-/// Where a failed request falls against the kills: in flight at a kill
-/// (on a connection to the gateway that died), sent between a kill and
-/// the VIP's move, or sent after the move.
-fn classify(failed: &[&Record], kills: &[(Duration, Duration)]) -> [usize; 3] {
-    let mut out = [0; 3];
-    for r in failed {
-        let at = kills
-            .iter()
-            .rev()
-            .find(|(kill, _)| r.start <= *kill && r.end() >= *kill);
-        if at.is_some() {
-            out[0] += 1;
-            continue;
-        }
-        let gap = kills
-            .iter()
-            .any(|(kill, moved)| r.start >= *kill && r.start < *kill + *moved);
-        out[if gap { 1 } else { 2 }] += 1;
-    }
-    out
-}
-
 #[test]
 fn the_vip_follows_a_killed_master_gateway_ten_times_under_load() {
     with_lab("k", |net, mut lab| async move {
@@ -103,51 +70,30 @@ fn the_vip_follows_a_killed_master_gateway_ten_times_under_load() {
         let load = tokio::spawn(load::run(lab.base(), plan, t0, stop.clone()));
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut kills = Vec::new();
-        let mut moves = Vec::new();
         for trial in 0..10 {
-            let holders = net.vip_holders();
-            anyhow::ensure!(holders.len() == 1, "trial {trial}: holders {holders:?}");
-            let (dead, next) = (holders[0], 1 - holders[0]);
-            lab.wait_status(next, Duration::from_secs(10), |s| {
-                s["vrrp"] == "BACKUP" && s["pair"]["peer"]["reachable"] == true
-            })
-            .await?;
-            let t = Instant::now();
-            let kill = t0.elapsed();
-            lab.gateways[dead].kill_gateway()?;
-            let moved = vip_moves_to(&net, next, t)
-                .await
-                .ok_or_else(|| anyhow::anyhow!("trial {trial}: the VIP did not move"))?;
+            let k = lab.kill_master(&net, t0).await?;
             println!(
-                "trial {trial}: gateway {} killed, VIP on host {} after {moved:?}",
-                dead + 1,
-                next + 1
+                "trial {trial}: MASTER gateway killed, VIP moved after {:?}",
+                k.moved
             );
-            kills.push((kill, moved));
-            moves.push(moved);
-            lab.wait_vrrp(next, "MASTER", Duration::from_secs(5))
-                .await?;
-            // The killed gateway comes back (systemd's Restart=) as BACKUP.
-            lab.gateways[dead].start_gateway(&lab.bin_dir);
-            lab.wait_serving(dead, Duration::from_secs(30)).await?;
-            lab.wait_vrrp(dead, "BACKUP", Duration::from_secs(10))
-                .await?;
+            kills.push(k);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop.store(true, Ordering::Relaxed);
         let out = load.await?;
-        let failed: Vec<&Record> = out.records.iter().filter(|r| !r.ok).collect();
-        let [in_flight, gap, after] = classify(&failed, &kills);
+        let failed = out.records.iter().filter(|r| !r.ok).count();
+        let [in_flight, gap, after] = classify_failures(&out.records, &kills);
+        let mut moves: Vec<Duration> = kills.iter().map(|k| k.moved).collect();
         let max = *moves.iter().max().unwrap();
-        let med = median(&mut moves.clone());
+        let med = median(&mut moves);
         println!(
             "VIP move after kill -9 of the MASTER gateway, 10 trials: median {med:?}, max {max:?}"
         );
         println!(
             "{} requests, {} failed: {in_flight} in flight at a kill, {gap} sent between a kill and the move, {after} after the move",
             out.records.len(),
-            failed.len()
+            failed
         );
         let stored = tickets::read(&lab.database, chaos_tests::appliance::BRANCH).await?;
         let audit = tickets::audit(&stored, &out.acks);

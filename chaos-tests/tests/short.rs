@@ -72,6 +72,7 @@ scenario_tests! {
     rolling_upgrade => "rolling-upgrade",
     pg_restart => "pg-restart",
     disk_full => "disk-full",
+    gateway_crash => "gateway-crash",
 }
 
 /// The bounds can fail: without active health checks the gateway does not

@@ -15,6 +15,7 @@ mod crash;
 mod disk_full;
 mod drain;
 mod flapping;
+mod gateway_crash;
 mod invalid_config;
 mod pg_restart;
 mod reload;
@@ -105,9 +106,12 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     ]
 }
 
-/// Every scenario's name and fault, in the suite's order.
+/// Every scenario's name and fault, in the suite's order (the gateway
+/// pair's `gateway-crash` last: it runs on a lab of its own).
 pub fn list() -> Vec<(&'static str, &'static str)> {
-    all().iter().map(|s| (s.name(), s.summary())).collect()
+    let mut l: Vec<_> = all().iter().map(|s| (s.name(), s.summary())).collect();
+    l.push((gateway_crash::NAME, gateway_crash::SUMMARY));
+    l
 }
 
 /// How to run the suite.
@@ -154,6 +158,9 @@ fn secs(s: f64) -> Duration {
 /// Runs scenario `name`: a fresh appliance under load, the warm-up, the
 /// fault, the heal, the recovery, then the common bounds and its own.
 pub async fn run(name: &str, s: &Settings) -> anyhow::Result<ScenarioResult> {
+    if name == gateway_crash::NAME {
+        return gateway_crash::run(s).await;
+    }
     let mut sc = all()
         .into_iter()
         .find(|sc| sc.name() == name)
@@ -183,6 +190,6 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(names.len(), 14);
+        assert_eq!(names.len(), 15);
     }
 }

@@ -120,34 +120,7 @@ impl Running {
         r.count(&out.records);
         r.retried_by_gateway = retries.max(0.0) as u64;
         r.tickets = tickets::audit(&stored, &out.acks);
-        r.bound(
-            r.tickets.lost == 0,
-            format!("{} tickets lost: {:?}", r.tickets.lost, r.tickets.examples),
-        );
-        r.bound(
-            r.tickets.doubled == 0,
-            format!("{} tickets doubled", r.tickets.doubled),
-        );
-        r.bound(
-            r.tickets.unacknowledged == 0,
-            format!(
-                "{} tickets issued that no kiosk printed",
-                r.tickets.unacknowledged
-            ),
-        );
-        r.bound(
-            out.conflicting.is_empty(),
-            format!("touches answered with two tickets: {:?}", out.conflicting),
-        );
-        r.bound(
-            out.abandoned.is_empty(),
-            format!("kiosk touches never acknowledged: {:?}", out.abandoned),
-        );
-        r.bound(r.sent >= 50, format!("only {} requests were sent", r.sent));
-        r.bound(
-            r.tickets.acknowledged >= 5,
-            format!("only {} tickets printed", r.tickets.acknowledged),
-        );
+        ticket_bounds(&mut r, &out);
         Ok(Finished {
             r,
             out,
@@ -155,6 +128,40 @@ impl Running {
             app: self.app,
         })
     }
+}
+
+/// The bounds every scenario holds the store and the kiosks to: no ticket
+/// lost, doubled or issued unprinted, no touch abandoned or answered
+/// twice, and enough traffic to mean something.
+pub(super) fn ticket_bounds(r: &mut ScenarioResult, out: &Outcome) {
+    r.bound(
+        r.tickets.lost == 0,
+        format!("{} tickets lost: {:?}", r.tickets.lost, r.tickets.examples),
+    );
+    r.bound(
+        r.tickets.doubled == 0,
+        format!("{} tickets doubled", r.tickets.doubled),
+    );
+    r.bound(
+        r.tickets.unacknowledged == 0,
+        format!(
+            "{} tickets issued that no kiosk printed",
+            r.tickets.unacknowledged
+        ),
+    );
+    r.bound(
+        out.conflicting.is_empty(),
+        format!("touches answered with two tickets: {:?}", out.conflicting),
+    );
+    r.bound(
+        out.abandoned.is_empty(),
+        format!("kiosk touches never acknowledged: {:?}", out.abandoned),
+    );
+    r.bound(r.sent >= 50, format!("only {} requests were sent", r.sent));
+    r.bound(
+        r.tickets.acknowledged >= 5,
+        format!("only {} tickets printed", r.tickets.acknowledged),
+    );
 }
 
 /// Stops the load and the monitor when dropped: a scenario that ends
