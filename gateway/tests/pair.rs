@@ -289,6 +289,29 @@ async fn a_starting_gateway_takes_the_primary_its_peer_serves_with() {
         .unwrap()
         .iter()
         .any(|t| t["event"] == "VRRP BACKUP"));
+
+    // The status page says what this gateway is and how its peer stands.
+    let browser = devtools::browser::Browser::start(&m[1].dir).await;
+    browser
+        .go(&format!("http://{}/#token={}", gw2.admin, gw2.token))
+        .await;
+    devtools::browser::wait_for_text(
+        &browser,
+        "vrrp",
+        "gw2 BACKUP · peer gw1 MASTER, in step",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    drop(gw1);
+    devtools::browser::wait_for_text(
+        &browser,
+        "vrrp",
+        "gw2 BACKUP · peer gw1 NOT REACHABLE",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
 }
 
 /// The admin API over mutual TLS, as the peer or an operator reaches it.

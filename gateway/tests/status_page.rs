@@ -17,6 +17,9 @@ async fn the_status_page_shows_the_new_primary_during_a_failover_without_a_reloa
     wait_for_text(&browser, "primary", "a", Duration::from_secs(10))
         .await
         .unwrap();
+    wait_for_text(&browser, "vrrp", "single", Duration::from_secs(2))
+        .await
+        .unwrap();
     let loaded_at = browser.eval("return window.twinportLoadedAt;").await;
     assert!(loaded_at.is_number());
     // The token left the address bar once read.

@@ -73,6 +73,16 @@
     const aff = status.affinity || { mode: "none" };
     $("affinity").textContent = aff.mode;
     $("affinity").title = aff.note || "";
+    // The gateway pair: this gateway's VRRP state and its peer.
+    const pair = status.pair;
+    let gw = status.vrrp === "UNKNOWN" ? "single" : status.vrrp;
+    if (pair) {
+      const peer = pair.peer || {};
+      gw = pair.name + " " + status.vrrp + " · peer " + (peer.name || peer.url) + " " +
+        (peer.reachable ? (peer.vrrp || "") + (peer.same_state ? ", in step" : ", NOT in step") : "NOT REACHABLE");
+    }
+    $("vrrp").textContent = gw;
+    $("vrrp").className = pair && !(pair.peer || {}).reachable ? "error" : "";
     $("updated").textContent = "updated " + new Date(status.at).toLocaleTimeString();
     const nodes = $("nodes");
     nodes.replaceChildren(...status.nodes.map((n) => drawNode(n, status)));
