@@ -194,16 +194,47 @@ fn promtool_check_metrics(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_dashboard_and_alert_expression_returns_data_from_the_real_appliance() {
-    let opts = GwOpts {
-        https: true,
+    // A gateway pair (plain HTTP between the two on loopback): the pair's
+    // series exist on both.
+    let gw2_dir = devtools::TempDir::new("dash-prom-gw2");
+    let token = gw2_dir.path().join("pair.token");
+    devtools::write_secret(&token, "dash-pair-token-0123456789abcdef");
+    let admins = [free_addr(), free_addr()];
+    let paired = |i: usize| {
+        GwOpts {
+        https: i == 0,
+        admin: Some(admins[i]),
+        state_file: true,
+        extra: format!(
+            "pair:\n  name: gw{}\n  peer: http://{}\n  token_file: {}\n  sync_interval: 200ms\n  start_timeout: 1s\n",
+            i + 1,
+            admins[1 - i],
+            token.display()
+        ),
         ..GwOpts::default()
+    }
     };
-    let (dir, a, b, gw) = appliance_with("dash-prom", UPGRADE, &opts).await;
+    let (dir, a, b, gw) = appliance_with("dash-prom", UPGRADE, &paired(0)).await;
+    let gw2 = agents::gw::Gateway::start_with(&gw2_dir, gw.nodes.clone(), &paired(1), "");
+    // What keepalived's notify hooks would say.
+    for (g, state) in [(&gw, "MASTER"), (&gw2, "BACKUP")] {
+        let (code, v) = g
+            .admin_call(
+                "POST",
+                "/v1/pair/vrrp",
+                Some(serde_json::json!({ "state": state })),
+            )
+            .await;
+        assert_eq!(code, 200, "{v}");
+    }
     let ticketing = tk::Ticketing::start(&dir, "a", None);
     let prom = Prometheus::start(
         dir.path(),
         &[
-            ("twinport-gateway", vec![gw.metrics.to_string()]),
+            (
+                "twinport-gateway",
+                vec![gw.metrics.to_string(), gw2.metrics.to_string()],
+            ),
             (
                 "twinport-agent",
                 vec![a.ready.to_string(), b.ready.to_string()],
@@ -214,11 +245,11 @@ async fn every_dashboard_and_alert_expression_returns_data_from_the_real_applian
     .await;
     assert!(
         prom.wait(
-            "count(up{job=~\"twinport-.*\"} == 1) == 4",
+            "count(up{job=~\"twinport-.*\"} == 1) == 5",
             Duration::from_secs(30)
         )
         .await,
-        "Prometheus scrapes all four targets"
+        "Prometheus scrapes all five targets"
     );
     // The failover counter has been scraped at 0 before the failover.
     assert!(
