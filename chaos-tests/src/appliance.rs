@@ -245,8 +245,18 @@ branches:
     )
 }
 
-/// The node-agent's config for node `name`.
-fn agent_yaml(dir: &Path, n: &Node, gateway_admin: SocketAddr) -> String {
+/// The `gateway:` section of a node-agent's config for the single gateway
+/// whose admin API is at `admin` (plain HTTP on loopback).
+pub(crate) fn gateway_link_yaml(dir: &Path, admin: SocketAddr) -> String {
+    format!(
+        "gateway:\n  admin: http://{admin}\n  token_file: {}/admin.token\n",
+        dir.display()
+    )
+}
+
+/// The node-agent's config for node `name`; `gateway` is its `gateway:`
+/// section.
+fn agent_yaml(dir: &Path, n: &Node, gateway: &str) -> String {
     let name = n.name;
     format!(
         "node: {name}
@@ -283,10 +293,7 @@ upgrade:
   keep_releases: 2
   drain_timeout: 20s
   start_timeout: 20s
-gateway:
-  admin: http://{gateway_admin}
-  token_file: {dir}/admin.token
-",
+{gateway}",
         ready = n.ready,
         control = n.control,
         dir = dir.display(),
@@ -353,7 +360,8 @@ impl Appliance {
         let mut nodes = Vec::new();
         for name in ["a", "b"] {
             let host = std::net::Ipv4Addr::LOCALHOST.into();
-            nodes.push(install_node(&d, name, &opts, &database, host, http, admin).await?);
+            let link = gateway_link_yaml(&d, admin);
+            nodes.push(install_node(&d, name, &opts, &database, host, http, &link).await?);
         }
         let [a, b]: [Node; 2] = nodes.try_into().ok().expect("two nodes");
         let gateway_config = d.join("gateway.yaml");
@@ -594,7 +602,7 @@ pub(crate) async fn install_node(
     database: &str,
     host: std::net::IpAddr,
     http: SocketAddr,
-    admin: SocketAddr,
+    gateway: &str,
 ) -> anyhow::Result<Node> {
     let app = SocketAddr::new(host, free_addr().port());
     let ready = SocketAddr::new(host, free_addr().port());
@@ -623,7 +631,7 @@ pub(crate) async fn install_node(
         d.join(format!("ticketing-{name}.yaml")),
         ticketing_yaml(d, name, app, database, http),
     )?;
-    std::fs::write(&node.config, agent_yaml(d, &node, admin))?;
+    std::fs::write(&node.config, agent_yaml(d, &node, gateway))?;
     let out = Command::new(opts.bin_dir.join("node-agent"))
         .arg("--config")
         .arg(&node.config)

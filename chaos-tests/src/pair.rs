@@ -271,6 +271,48 @@ impl GatewayHost {
         Ok(())
     }
 
+    /// The binary upgrade in place, as `gateway-upgrade.yml` does it: a new
+    /// process with `--upgrade` takes the listening sockets over from the
+    /// running one (SIGQUIT), which finishes its requests and exits; the
+    /// VIP stays where it is.
+    pub fn upgrade_gateway(&mut self, bin_dir: &Path) -> anyhow::Result<()> {
+        let old_pid = self.gateway_pid().context("no running gateway")?;
+        let old = self.gateway.take();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "sh", "-c"])
+            .arg("\"$@\" || echo -254 > \"$TRACK\"")
+            .arg("gateway-unit")
+            .arg(bin_dir.join("gateway"))
+            .arg("--config")
+            .arg(self.dir.join("gateway.yaml"))
+            .arg("--upgrade")
+            .env("TRACK", self.track_file());
+        self.gateway = Some(Proc::spawn(
+            &format!("gateway {} (upgraded)", self.i + 1),
+            cmd,
+            Some(&self.log()),
+        ));
+        // The new process waits on the upgrade socket for the old one's
+        // listeners (its first health checks come first).
+        std::thread::sleep(Duration::from_secs(1));
+        Command::new("kill")
+            .args(["-QUIT", &old_pid.to_string()])
+            .status()?;
+        let end = Instant::now() + Duration::from_secs(30);
+        while self.gateway_pid() == Some(old_pid) || self.gateway_pid().is_none() {
+            anyhow::ensure!(
+                Instant::now() < end,
+                "the new gateway did not take over; log:\n{}",
+                std::fs::read_to_string(self.log()).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(mut p) = old {
+            let _ = p.wait_exit(Duration::from_secs(15));
+        }
+        Ok(())
+    }
+
     pub fn start_keepalived(&mut self) {
         let d = &self.dir;
         let mut cmd = Command::new("ip");
@@ -519,7 +561,14 @@ impl PairLab {
         };
         let database = format!("sqlite://{}", d.join("ticketing.db").display());
         let public = SocketAddr::new(VIP.into(), HTTP_PORT);
-        let admin = SocketAddr::new(host(0).into(), ADMIN_PORT);
+        // The agents ask both gateways whether they still route to the
+        // node (mutual TLS, the operator's certificate).
+        let link = format!(
+            "gateway:\n  admin: [https://{}:{ADMIN_PORT}, https://{}:{ADMIN_PORT}]\n  token_file: {d}/admin.token\n  ca: {d}/pki/ca.crt\n  client_certificate: {d}/pki/operator.crt\n  client_key: {d}/pki/operator.key\n",
+            host(0),
+            host(1),
+            d = d.display()
+        );
         let mut nodes = Vec::new();
         for name in ["a", "b"] {
             let node = appliance::install_node(
@@ -529,7 +578,7 @@ impl PairLab {
                 &database,
                 IpAddr::V4(BRIDGE),
                 public,
-                admin,
+                &link,
             )
             .await?;
             nodes.push(node);
@@ -583,6 +632,39 @@ impl PairLab {
         }
         appliance::open_desks(&lab.client, &lab.base()).await?;
         Ok(lab)
+    }
+
+    /// `twinctl` against both gateways (mutual TLS, operator token): its
+    /// exit code and output.
+    pub fn twinctl(&self, args: &[&str]) -> (Option<i32>, String) {
+        let d = self.dir.path();
+        let out = Command::new(self.bin_dir.join("twinctl"))
+            .arg("--admin")
+            .arg(format!(
+                "https://{}:{ADMIN_PORT},https://{}:{ADMIN_PORT}",
+                host(0),
+                host(1)
+            ))
+            .arg("--ca-cert")
+            .arg(d.join("pki/ca.crt"))
+            .arg("--client-cert")
+            .arg(d.join("pki/operator.crt"))
+            .arg("--client-key")
+            .arg(d.join("pki/operator.key"))
+            .arg("--token-file")
+            .arg(d.join("admin.token"))
+            .env_remove("TWINPORT_ADMIN")
+            .env_remove("TWINPORT_TOKEN")
+            .args(args)
+            .output();
+        match out {
+            Ok(o) => (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).to_string()
+                    + &String::from_utf8_lossy(&o.stderr),
+            ),
+            Err(e) => (None, format!("cannot run twinctl: {e}")),
+        }
     }
 
     /// A URL on the virtual IP.

@@ -303,3 +303,108 @@ async fn answers(c: &reqwest::Client, lab: &PairLab) -> bool {
         .await
         .is_ok_and(|r| r.status().is_success())
 }
+
+/// A rolling upgrade of the twins driven through the pair (`twinctl` with
+/// both gateways; the agents ask both whether they still route to their
+/// node), then the pair's own binary upgrade, BACKUP first, each gateway
+/// in place: under the mixed load through the VIP, nothing fails.
+#[test]
+fn upgrades_of_the_twins_and_of_the_gateway_pair_under_load_fail_nothing() {
+    with_lab("u", |net, mut lab| async move {
+        let t0 = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let plan = Plan {
+            browsers: 2,
+            kiosks: 2,
+            desks: 1,
+            duration: Duration::from_secs(240),
+            max_per_worker: 200_000,
+            settle: Duration::from_secs(20),
+        };
+        let load = tokio::spawn(load::run(lab.base(), plan, t0, stop.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let agents: Vec<String> = lab
+            .nodes
+            .iter()
+            .map(|n| format!("{}=http://{}", n.name, n.control))
+            .collect();
+        let release = lab.bin_dir.join("ticketing").display().to_string();
+        let token = lab.dir.path().join("agent.token").display().to_string();
+        let args = [
+            "rolling-upgrade",
+            "--release",
+            &release,
+            "--version",
+            "2.0.0",
+            "--agent",
+            &agents[0],
+            "--agent",
+            &agents[1],
+            "--agent-token-file",
+            &token,
+            "--step-timeout",
+            "60s",
+        ];
+        let (code, out) = tokio::task::block_in_place(|| lab.twinctl(&args));
+        anyhow::ensure!(code == Some(0), "twinctl rolling-upgrade: {code:?}\n{out}");
+        for i in 0..2 {
+            lab.wait_status(i, Duration::from_secs(10), |s| {
+                ["a", "b"]
+                    .iter()
+                    .all(|n| node_field(s, n, "version") == Some("2.0.0"))
+            })
+            .await?;
+        }
+        // Each agent waited until neither gateway routed to its node.
+        let c = reqwest::Client::new();
+        for n in &lab.nodes {
+            let record = c
+                .get(format!("http://{}/v1/upgrade", n.control))
+                .bearer_auth(chaos_tests::appliance::AGENT_TOKEN)
+                .send()
+                .await?
+                .text()
+                .await?;
+            anyhow::ensure!(
+                record.contains("the gateway routes nothing to the node"),
+                "node {}: {record}",
+                n.name
+            );
+        }
+        println!("twins upgraded to 2.0.0 through the pair");
+
+        let master = net.vip_holders()[0];
+        for i in [1 - master, master] {
+            tokio::task::block_in_place(|| lab.gateways[i].upgrade_gateway(&lab.bin_dir))?;
+            lab.wait_serving(i, Duration::from_secs(30)).await?;
+            println!("gateway {} upgraded in place", i + 1);
+        }
+        anyhow::ensure!(net.vip_holders() == vec![master], "the VIP moved");
+        lab.wait_vrrp(master, "MASTER", Duration::from_secs(2))
+            .await?;
+        lab.wait_vrrp(1 - master, "BACKUP", Duration::from_secs(2))
+            .await?;
+        let (code, out) = tokio::task::block_in_place(|| lab.twinctl(&["status"]));
+        anyhow::ensure!(code == Some(0) && out.contains("views agree"), "{out}");
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::Relaxed);
+        let out = load.await?;
+        let failed: Vec<_> = out.records.iter().filter(|r| !r.ok).collect();
+        println!(
+            "{} requests through the VIP, {} failed",
+            out.records.len(),
+            failed.len()
+        );
+        anyhow::ensure!(
+            failed.is_empty(),
+            "failed: {:?}",
+            &failed[..failed.len().min(5)]
+        );
+        let stored = tickets::read(&lab.database, chaos_tests::appliance::BRANCH).await?;
+        let audit = tickets::audit(&stored, &out.acks);
+        anyhow::ensure!(audit.lost == 0 && audit.doubled == 0, "{audit:?}");
+        Ok(())
+    });
+}

@@ -232,6 +232,18 @@ impl Vrrp {
     }
 }
 
+/// Where the last VRRP state is kept, beside the operator state file.
+pub fn vrrp_file(state_file: &Path) -> PathBuf {
+    state_file.with_extension("vrrp")
+}
+
+/// The VRRP state a previous process of this gateway was told last.
+pub fn kept_vrrp(state_file: &Path) -> Option<Vrrp> {
+    std::fs::read_to_string(vrrp_file(state_file))
+        .ok()
+        .and_then(|s| Vrrp::parse(&s))
+}
+
 /// One side of an exchange: what each gateway sends the other.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Exchange {

@@ -224,6 +224,9 @@ fn watch_leaving(server: &Server, shared: Arc<Shared>) {
         .name("twinport-phase".into())
         .spawn(move || {
             use tokio::sync::broadcast::error::RecvError;
+            // A process that handed its sockets over goes through the
+            // shutdown phases too; it is not the gateway stopping.
+            let mut handed_over = false;
             loop {
                 let phase = match phases.blocking_recv() {
                     Ok(p) => p,
@@ -244,7 +247,8 @@ fn watch_leaving(server: &Server, shared: Arc<Shared>) {
                     shared
                         .leaving
                         .store(true, std::sync::atomic::Ordering::Relaxed);
-                    if !matches!(phase, ExecutionPhase::GracefulUpgradeTransferringFds) {
+                    handed_over |= matches!(phase, ExecutionPhase::GracefulUpgradeTransferringFds);
+                    if !handed_over {
                         shared
                             .stopping
                             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -309,6 +313,11 @@ fn initial_state(
             info!(file = %path.display(), entries = kept.entries.len(), "operator state restored");
         }
         controller.restore(&kept, now());
+        if let Some(v) = crate::pair::kept_vrrp(path) {
+            // Until keepalived says otherwise (it says nothing when
+            // nothing changed, as in a binary upgrade).
+            controller.shared().pair.set_vrrp(v);
+        }
     }
     let peer = config
         .pair

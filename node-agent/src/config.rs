@@ -129,9 +129,36 @@ pub mod file {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Gateway {
-        /// The gateway's admin API, asked how many requests are in flight.
-        pub admin: String,
+        /// The gateway's admin API, asked how many requests are in flight:
+        /// one URL, or both gateways of a pair (the node is drained when
+        /// neither routes anything to it).
+        pub admin: OneOrMore,
         pub token_file: String,
+        /// For an `https://` admin API: the CA that signed its certificate,
+        /// and a client certificate and key for its mutual TLS.
+        #[serde(default)]
+        pub ca: Option<String>,
+        #[serde(default)]
+        pub client_certificate: Option<String>,
+        #[serde(default)]
+        pub client_key: Option<String>,
+    }
+
+    /// A string, or a list of them.
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(untagged)]
+    pub enum OneOrMore {
+        One(String),
+        More(Vec<String>),
+    }
+
+    impl OneOrMore {
+        pub fn all(&self) -> Vec<&str> {
+            match self {
+                OneOrMore::One(s) => vec![s.as_str()],
+                OneOrMore::More(v) => v.iter().map(String::as_str).collect(),
+            }
+        }
     }
 }
 
@@ -231,14 +258,18 @@ pub struct Upgrade {
 
 #[derive(Clone)]
 pub struct GatewayLink {
-    pub admin: reqwest::Url,
+    /// One gateway, or both of a pair.
+    pub admins: Vec<reqwest::Url>,
     pub token: Arc<[u8]>,
+    /// With the CA and client certificate of the config, if any.
+    pub client: reqwest::Client,
 }
 
 impl std::fmt::Debug for GatewayLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let admins: Vec<&str> = self.admins.iter().map(reqwest::Url::as_str).collect();
         f.debug_struct("GatewayLink")
-            .field("admin", &self.admin.as_str())
+            .field("admins", &admins)
             .finish_non_exhaustive()
     }
 }
@@ -557,15 +588,72 @@ fn upgrade(e: &mut Errors, u: &file::Upgrade) -> Upgrade {
 /// `gateway`: the admin API the agent asks about traffic during an upgrade.
 fn gateway(e: &mut Errors, f: &file::FileConfig, base: &Path) -> Option<GatewayLink> {
     f.gateway.as_ref().and_then(|g| {
-        let admin = url(e, "gateway.admin", &g.admin);
+        let before = e.0.len();
+        let given = g.admin.all();
+        if given.is_empty() || given.len() > 2 {
+            e.push("gateway.admin", "one URL, or the two of a gateway pair");
+        }
+        let admins: Vec<_> = given
+            .iter()
+            .filter_map(|a| url(e, "gateway.admin", a))
+            .collect();
         let token = twinport_ops::token::read_token(&resolve(base, &g.token_file))
             .map_err(|why| e.push("gateway.token_file", why))
             .ok();
+        let client = gateway_client(e, g, base);
+        if e.0.len() > before {
+            return None;
+        }
         Some(GatewayLink {
-            admin: admin?,
+            admins,
             token: token?,
+            client: client?,
         })
     })
+}
+
+/// The HTTP client of the gateway link: the CA and client certificate of
+/// `gateway` when given (an admin API off loopback has mutual TLS).
+fn gateway_client(e: &mut Errors, g: &file::Gateway, base: &Path) -> Option<reqwest::Client> {
+    let read = |e: &mut Errors, field: &str, p: &str| {
+        std::fs::read(resolve(base, p))
+            .map_err(|x| e.push(field, format!("{p}: {x}")))
+            .ok()
+    };
+    let mut b = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .no_proxy();
+    if let Some(ca) = &g.ca {
+        let pem = read(e, "gateway.ca", ca)?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => {
+                for c in certs {
+                    b = b.add_root_certificate(c);
+                }
+            }
+            Ok(_) => e.push("gateway.ca", format!("{ca}: no PEM certificate in it")),
+            Err(x) => e.push("gateway.ca", format!("{ca}: {x}")),
+        }
+    }
+    match (&g.client_certificate, &g.client_key) {
+        (Some(c), Some(k)) => {
+            let mut pem = read(e, "gateway.client_certificate", c)?;
+            pem.push(b'\n');
+            pem.extend(read(e, "gateway.client_key", k)?);
+            match reqwest::Identity::from_pem(&pem) {
+                Ok(id) => b = b.identity(id),
+                Err(x) => e.push("gateway.client_certificate", x.to_string()),
+            }
+        }
+        (None, None) => {}
+        _ => e.push(
+            "gateway.client_key",
+            "client_certificate and client_key go together",
+        ),
+    }
+    b.build()
+        .map_err(|x| e.push("gateway", format!("cannot set up the gateway link: {x}")))
+        .ok()
 }
 
 #[cfg(test)]
@@ -618,6 +706,46 @@ probes:
         assert_eq!(command[0], "{release}/app", "filled in at start");
         assert_eq!(c.upgrade.keep_releases, 3);
         assert!(format!("{c:?}").contains("<redacted>"));
+    }
+
+    #[test]
+    fn the_gateway_link_takes_one_gateway_or_a_pair() {
+        let d = dir_with_token();
+        let one =
+            format!("{GOOD}gateway:\n  admin: http://127.0.0.1:9180\n  token_file: agent.token\n");
+        let c = parse(&d.join("agent.yaml"), &one).unwrap();
+        assert_eq!(c.gateway.unwrap().admins.len(), 1);
+        let pair = format!(
+            "{GOOD}gateway:\n  admin: [https://10.0.0.1:9180, https://10.0.0.2:9180]\n  token_file: agent.token\n"
+        );
+        let c = parse(&d.join("agent.yaml"), &pair).unwrap();
+        let admins: Vec<String> = c
+            .gateway
+            .unwrap()
+            .admins
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(admins, ["https://10.0.0.1:9180/", "https://10.0.0.2:9180/"]);
+        let three = pair.replace("]\n", ", https://10.0.0.3:9180]\n");
+        let err = parse(&d.join("agent.yaml"), &three)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gateway.admin") && err.contains("two of a gateway pair"),
+            "{err}"
+        );
+        let half = format!("{pair}  client_certificate: agent.crt\n");
+        let err = parse(&d.join("agent.yaml"), &half).unwrap_err().to_string();
+        assert!(err.contains("gateway.client_key"), "{err}");
+        let no_ca = format!("{pair}  ca: missing-ca.crt\n");
+        let err = parse(&d.join("agent.yaml"), &no_ca)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gateway.ca") && err.contains("missing-ca.crt"),
+            "{err}"
+        );
     }
 
     #[test]

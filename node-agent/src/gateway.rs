@@ -2,7 +2,6 @@
 //! One `GET /v1/status` on the gateway's admin API (docs/operator-contract.md).
 
 use crate::config::GatewayLink;
-use std::time::Duration;
 
 /// The gateway's view of this node's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,28 +13,90 @@ pub struct Traffic {
     pub inflight: i64,
 }
 
-/// Reads the node's traffic from the gateway's status, with `token` (the
-/// link's, as last read from its file).
+/// Reads the node's traffic from every gateway of the link, with `token`
+/// (the link's, as last read from its file): routed if any gateway routes
+/// to it, the requests in flight summed. A gateway that refuses the
+/// connection is not running and sends the node nothing; any other error
+/// leaves the answer unknown.
 pub async fn node_traffic(link: &GatewayLink, token: &[u8], node: &str) -> Result<Traffic, String> {
-    let url = link.admin.join("/v1/status").map_err(|e| e.to_string())?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client
+    let mut total = Traffic {
+        routed: false,
+        inflight: 0,
+    };
+    let mut answered = 0;
+    let mut down = Vec::new();
+    for admin in &link.admins {
+        match one_gateway(link, admin, token, node).await {
+            Ok(t) => {
+                answered += 1;
+                total.routed |= t.routed;
+                total.inflight += t.inflight;
+            }
+            Err(Failed::NotRunning(why)) => down.push(why),
+            Err(Failed::Other(why)) => return Err(why),
+        }
+    }
+    if answered == 0 {
+        return Err(format!("no gateway answers: {}", down.join("; ")));
+    }
+    Ok(total)
+}
+
+enum Failed {
+    /// The connection was refused: no gateway runs there.
+    NotRunning(String),
+    Other(String),
+}
+
+async fn one_gateway(
+    link: &GatewayLink,
+    admin: &reqwest::Url,
+    token: &[u8],
+    node: &str,
+) -> Result<Traffic, Failed> {
+    let url = admin
+        .join("/v1/status")
+        .map_err(|e| Failed::Other(e.to_string()))?;
+    let resp = link
+        .client
         .get(url.clone())
         .bearer_auth(String::from_utf8_lossy(token))
         .send()
         .await
-        .map_err(|e| format!("gateway {url}: {e}"))?;
+        .map_err(|e| {
+            let why = format!("gateway {url}: {e}");
+            if refused(&e) {
+                Failed::NotRunning(why)
+            } else {
+                Failed::Other(why)
+            }
+        })?;
     if !resp.status().is_success() {
-        return Err(format!("gateway {url}: status {}", resp.status()));
+        return Err(Failed::Other(format!(
+            "gateway {url}: status {}",
+            resp.status()
+        )));
     }
     let v: serde_json::Value = resp
         .json()
         .await
-        .map_err(|e| format!("gateway {url}: {e}"))?;
-    traffic_of(&v, node)
+        .map_err(|e| Failed::Other(format!("gateway {url}: {e}")))?;
+    traffic_of(&v, node).map_err(Failed::Other)
+}
+
+/// The connection was refused (somewhere in the error's causes).
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The node's traffic in a gateway status document.

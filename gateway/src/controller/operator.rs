@@ -39,6 +39,10 @@ impl Controller {
             .map_or_else(|| "gateway".to_string(), |p| p.name.clone())
     }
 
+    pub fn shared(&self) -> &super::Shared {
+        &self.shared
+    }
+
     /// What this gateway (`name` in the pair) would send its peer now.
     pub fn exchange(&self, name: &str) -> Exchange {
         self.shared.exchange_of(name)
@@ -164,6 +168,15 @@ impl Controller {
     }
 
     pub(super) fn vrrp_changed(&mut self, state: Vrrp) {
+        // Kept beside the operator state: a binary upgrade's new process
+        // hears nothing from keepalived (nothing changed) and must still
+        // know what it is.
+        if let Some(path) = &self.config.server.state_file {
+            let path = crate::pair::vrrp_file(path);
+            if let Err(e) = std::fs::write(&path, state.as_str()) {
+                warn!(file = %path.display(), error = %e, "cannot keep the VRRP state");
+            }
+        }
         info!(
             vrrp = state.as_str(),
             "keepalived: this gateway is now {}",
