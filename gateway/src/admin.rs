@@ -53,6 +53,7 @@ pub fn router(state: St) -> Router {
         .route("/status.css", get(page_css))
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
+        .route("/v1/nodes/{node}/weight", post(node_weight))
         .route("/v1/nodes/{node}/{action}", post(node_action))
         .route("/v1/switchover", post(switchover))
         .route("/v1/config/reload", post(reload))
@@ -299,6 +300,42 @@ async fn node_action(
                 .and_then(|ns| ns.iter().find(|x| x["name"] == node.as_str()))
                 .is_some_and(|x| !x["soft_drain"].is_null());
             Json(json!({ "node": node, "admin": state.as_str(), "soft_drain": soft_drain, "pair": pair, "status": status }))
+                .into_response()
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+/// An operator's weight for a node (active-active: its share of new
+/// requests), kept like a drain and shared with the peer gateway.
+async fn node_weight(
+    State(st): State<St>,
+    Path(node): Path<String>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    // `weight` must be there: 1-1000, or null for the configured weight.
+    let given = body.ok().and_then(|Json(v)| v.get("weight").cloned());
+    let weight = match given {
+        Some(Value::Null) => None,
+        Some(w) if w.as_u64().is_some_and(|w| (1..=1000).contains(&w)) => {
+            w.as_u64().map(|w| w as u32)
+        }
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_request",
+                r#"the body must be {"weight": 1-1000} or {"weight": null} (the configured weight)"#,
+            )
+        }
+    };
+    let n = match st.shared.node_index(&node) {
+        Ok(n) => n,
+        Err(e) => return control_error(e),
+    };
+    match st.shared.set_weight(n, weight).await {
+        Ok(()) => {
+            let pair = pair_sync(&st.shared).await;
+            Json(json!({ "node": node, "weight": weight, "pair": pair, "status": status_value(&st.shared) }))
                 .into_response()
         }
         Err(e) => control_error(e),

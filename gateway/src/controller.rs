@@ -75,6 +75,12 @@ pub enum Event {
     Vrrp {
         state: Vrrp,
     },
+    /// An operator's weight for a node (`None`: the configured one again).
+    Weight {
+        node: NodeId,
+        weight: Option<u32>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Why a command did not take effect.
@@ -205,6 +211,18 @@ impl Shared {
         rx.await.map_err(|_| ControlError::Stopped)
     }
 
+    /// An operator's weight for `node` in active-active (`None`: back to
+    /// the configured weight).
+    pub async fn set_weight(&self, node: NodeId, weight: Option<u32>) -> Result<(), ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Weight {
+            node,
+            weight,
+            reply,
+        })?;
+        rx.await.map_err(|_| ControlError::Stopped)
+    }
+
     /// What keepalived says this gateway is now.
     pub fn vrrp(&self, state: Vrrp) -> Result<(), ControlError> {
         self.pair.set_vrrp(state);
@@ -271,6 +289,8 @@ pub struct Controller {
     /// gateway (see `operator.rs`).
     ops: OperatorState,
     ops_tx: watch::Sender<Arc<OperatorState>>,
+    /// Operators' weights, over the configured ones.
+    weights: [Option<u32>; 2],
 }
 
 mod operator;
@@ -337,6 +357,7 @@ impl Controller {
             sessions: [0, 0],
             ops: OperatorState::default(),
             ops_tx,
+            weights: [None, None],
         };
         c.export();
         c.publish_status();
@@ -427,6 +448,16 @@ impl Controller {
                 let _ = reply.send(self.ops_tx.borrow().clone());
             }
             Event::Vrrp { state } => self.vrrp_changed(state),
+            Event::Weight {
+                node,
+                weight,
+                reply,
+            } => {
+                self.set_weight(node, weight);
+                let value = weight.map_or_else(|| "config".to_string(), |w| w.to_string());
+                self.operator_decided(&crate::pair::weight_key(&self.name(node)), &value);
+                let _ = reply.send(());
+            }
             Event::Resolved { node, resolved } => self.resolved(node, resolved),
             Event::Reload { config, reply } => {
                 let generation = self.reload(config, now);
@@ -682,6 +713,8 @@ impl Controller {
         for (n, r) in reset.iter().enumerate() {
             if *r {
                 self.notes[n] = NodeNotes::default();
+                // Another node now: an operator's weight was for the old one.
+                self.weights[n] = None;
             }
         }
         if let (Some(resolver), Some(https)) = (&self.shared.cert, &new.listeners.https) {
@@ -831,7 +864,7 @@ impl Controller {
 
     fn effective_weights(&self) -> [u32; 2] {
         [0, 1].map(|n| {
-            let w = u64::from(self.config.nodes[n].weight)
+            let w = u64::from(self.weights[n].unwrap_or(self.config.nodes[n].weight))
                 * u64::from(self.cluster.node(n).weight_percent)
                 / 100;
             w.min(u64::from(u32::MAX)) as u32
@@ -926,6 +959,7 @@ impl Controller {
                     role: self.cluster.role(n).as_str(),
                     eligible: s.eligible(),
                     weight: c.weight,
+                    operator_weight: self.weights[n],
                     effective_weight: weights[n],
                     inflight: 0,
                     requests: Default::default(),

@@ -45,6 +45,11 @@ pub fn node_key(name: &str) -> String {
     format!("node/{name}")
 }
 
+/// The key of node `name`'s operator weight (`config`: none).
+pub fn weight_key(name: &str) -> String {
+    format!("weight/{name}")
+}
+
 /// The key of the operator's chosen primary.
 pub const PRIMARY_KEY: &str = "primary";
 
@@ -52,6 +57,7 @@ pub const PRIMARY_KEY: &str = "primary";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorState {
     /// `node/<name>`: `active`, `drain`, `soft-drain` or `maintenance`;
+    /// `weight/<name>`: an operator's weight, or `config`;
     /// `primary`: the name of the node an operator switched over to.
     pub entries: BTreeMap<String, Entry>,
 }

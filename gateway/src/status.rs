@@ -34,7 +34,9 @@ pub struct NodeStatus {
     pub role: &'static str,
     pub eligible: bool,
     pub weight: u32,
-    /// Configured weight × the agent's percentage.
+    /// An operator's weight over the configured one, if any.
+    pub operator_weight: Option<u32>,
+    /// (Operator's or configured) weight × the agent's percentage.
     pub effective_weight: u32,
     pub inflight: i64,
     /// Requests answered by the node since start, by status class.

@@ -634,3 +634,53 @@ async fn healthz_follows_the_gateway_itself_not_its_nodes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_weight_shifts_the_split_and_survives_a_restart() {
+    let (dir, a, b) = twins("weight");
+    let opts = GwOpts {
+        mode: "active-active",
+        state_file: true,
+        ..GwOpts::default()
+    };
+    let mut gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let (code, body) = gw
+        .admin_call("POST", "/v1/nodes/a/weight", Some(json!({ "weight": 300 })))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(node_status(&body["status"], "a")["operator_weight"], 300);
+    assert_eq!(node_status(&body["status"], "a")["effective_weight"], 300);
+    for bad in [json!({ "weight": 0 }), json!({ "weight": 1001 }), json!({})] {
+        let (code, _) = gw.admin_call("POST", "/v1/nodes/a/weight", Some(bad)).await;
+        assert_eq!(code, 422);
+    }
+    let split = |out: &[Outcome]| out.iter().filter(|o| o.node == "a").count();
+    let out = load(gw.url("/"), 1, Duration::from_secs(10), 400).await;
+    assert!(out.iter().all(|o| o.ok), "{}", summary(&out));
+    let on_a = split(&out);
+    assert_eq!(on_a, 300, "300:100 over 400 requests");
+
+    // Kept across a restart (server.state_file).
+    gw.proc.kill();
+    let gw = Gateway::start(&dir, &[&a, &b], &opts);
+    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert_eq!(
+        node_status(&status, "a")["operator_weight"],
+        300,
+        "{status}"
+    );
+    assert!(gw.log_text().contains("operator state restored"));
+
+    // twinctl; `config` gives the configured weight back.
+    let t = Some(gw.token.as_str());
+    let (code, out) = twinctl(&gw, t, &["weight", "a", "config"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "node a: the configured weight again")
+    );
+    let (code, out) = twinctl(&gw, t, &["weight", "a", "heavy"]);
+    assert_eq!(code, 2, "{out}");
+    let (_, status) = gw.admin_call("GET", "/v1/status", None).await;
+    assert!(node_status(&status, "a")["operator_weight"].is_null());
+    assert_eq!(node_status(&status, "a")["effective_weight"], 100);
+}

@@ -170,6 +170,19 @@ async fn a_change_through_either_gateway_holds_on_the_other_within_a_second() {
         "changes from gw2 counted on gw1"
     );
 
+    // An operator's weight through gw1: gw2 holds it.
+    let (code, body) = gw1
+        .admin_call("POST", "/v1/nodes/b/weight", Some(json!({ "weight": 50 })))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["pair"]["synced"], true, "{body}");
+    let s = gw2
+        .wait_status(Duration::from_secs(1), |s| {
+            node_status(s, "b")["operator_weight"] == 50
+        })
+        .await;
+    assert_eq!(node_status(&s, "b")["effective_weight"], 50, "{s}");
+
     // The exchange needs the pair's token; the operator's is not it.
     let r = reqwest::Client::new()
         .post(format!("http://{}/v1/pair/state", gw1.admin))

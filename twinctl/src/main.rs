@@ -8,6 +8,7 @@
 //! twinctl undrain NODE             back into service
 //! twinctl maintenance NODE         no traffic, no failover onto it
 //! twinctl switchover NODE          planned move of the primary role
+//! twinctl weight NODE N|config     an operator's weight (active-active share)
 //! twinctl reload                   re-read and apply the gateway's config file
 //! twinctl rolling-upgrade --release PATH --version V --agent a=URL --agent b=URL
 //!                                  upgrade both twins one at a time, under traffic
@@ -108,6 +109,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Set NODE's weight (1-1000; `config`: the configured weight again):
+    /// in active-active, its share of new requests.
+    Weight { node: String, weight: String },
     /// Re-read the gateway's configuration file and apply it.
     Reload,
     /// Upgrade both twins one at a time through their node-agents, under
@@ -354,7 +358,16 @@ fn render_status(v: &Value) -> String {
                 )
             },
             s(&n["admin"]),
-            format!("{}/{}", s(&n["effective_weight"]), s(&n["weight"])),
+            if n["operator_weight"].is_null() {
+                format!("{}/{}", s(&n["effective_weight"]), s(&n["weight"]))
+            } else {
+                format!(
+                    "{}/{} (operator; configured {})",
+                    s(&n["effective_weight"]),
+                    s(&n["operator_weight"]),
+                    s(&n["weight"])
+                )
+            },
             s(&n["inflight"]),
             if sticky {
                 s(&n["sessions"])
@@ -396,6 +409,13 @@ fn render_status(v: &Value) -> String {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    if let Command::Weight { weight, .. } = &cli.command {
+        if weight != "config" && weight.parse::<u32>().is_err() {
+            return Err(Failure::Usage(format!(
+                "weight `{weight}`: a number (1-1000) or `config`"
+            )));
+        }
+    }
     let gateways = pair::gateways(cli)?;
     if let Command::RollingUpgrade(args) = &cli.command {
         return rolling::run(pair::serving(&gateways)?, args);
@@ -434,6 +454,10 @@ fn change_call(change: &Command) -> (String, Option<Value>) {
             "/v1/switchover".into(),
             Some(json!({ "to": node, "force": force })),
         ),
+        Command::Weight { node, weight } => (
+            format!("/v1/nodes/{node}/weight"),
+            Some(json!({ "weight": weight.parse::<u32>().ok() })),
+        ),
         Command::Reload => ("/v1/config/reload".into(), None),
         Command::Status { .. } | Command::RollingUpgrade(_) => {
             unreachable!("not a change")
@@ -464,6 +488,10 @@ fn describe_change(change: &Command, v: &Value) -> String {
             format!("node {node}: admin state {}", s(&v["admin"]))
         }
         Command::Switchover { .. } => format!("primary is now {}", s(&v["primary"])),
+        Command::Weight { node, .. } => match v["weight"].as_u64() {
+            Some(w) => format!("node {node}: weight {w} (set by the operator)"),
+            None => format!("node {node}: the configured weight again"),
+        },
         Command::Reload => {
             let mut t = format!("configuration generation {} in force", s(&v["generation"]));
             for n in v["needs_upgrade"].as_array().into_iter().flatten() {

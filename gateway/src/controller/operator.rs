@@ -64,6 +64,23 @@ impl Controller {
         self.after(t, false);
     }
 
+    /// An operator's weight for `node` (`None`: the configured one).
+    pub(super) fn set_weight(&mut self, node: NodeId, weight: Option<u32>) {
+        if self.weights[node] != weight {
+            self.weights[node] = weight;
+            let show =
+                |w: Option<u32>| w.map_or_else(|| "configured".to_string(), |w| w.to_string());
+            info!(node = %self.name(node), weight = %show(weight), "operator changed the node's weight");
+            self.record(
+                timestamp(SystemTime::now()),
+                Some(node),
+                format!("weight {}", show(weight)),
+                "operator".into(),
+            );
+            self.after(Vec::new(), false);
+        }
+    }
+
     /// Records a decision made on this gateway and hands it to the state
     /// file and the peer.
     pub(super) fn operator_decided(&mut self, key: &str, value: &str) {
@@ -141,6 +158,21 @@ impl Controller {
                     }
                     None => {
                         warn!(node = %value, "the operator's primary names no configured node; ignored")
+                    }
+                }
+            } else if let Some(name) = key.strip_prefix("weight/") {
+                let weight = match value.as_str() {
+                    "config" => Some(None),
+                    w => w
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|w| (1..=1000).contains(w))
+                        .map(Some),
+                };
+                match (self.node_named(name), weight) {
+                    (Some(n), Some(w)) => self.set_weight(n, w),
+                    _ => {
+                        warn!(%key, %value, "operator weight for no configured node, or not 1-1000; ignored")
                     }
                 }
             } else if let Some(name) = key.strip_prefix("node/") {
