@@ -224,6 +224,11 @@ impl Controller {
                 _ => "this gateway does not hold the virtual IP".into(),
             },
         );
+        if state == Vrrp::Master {
+            // Taking the address: compare with the peer at once (if it is
+            // still there) rather than at the next sync.
+            self.ops_tx.send_replace(Arc::new(self.ops.clone()));
+        }
         self.publish_status();
     }
 }
