@@ -337,6 +337,19 @@ async fn site_then_a_rolling_upgrade_under_load_then_a_failed_upgrade_stops_the_
         std::fs::read_to_string(site.root.path().join("gw/etc/keepalived/keepalived.conf"))
             .unwrap();
     same_vrrp_as_the_pair_tests(&keepalived);
+    let guard =
+        std::fs::read_to_string(site.root.path().join("gw/etc/nftables.d/twinport-vip.nft"))
+            .unwrap();
+    let guard: String = guard
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        guard,
+        chaos_tests::pair::vip_guard_nft("198.51.100.10".parse().unwrap(), &[site.http.port()]),
+        "the role's VIP guard is the one the pair tests load"
+    );
 
     // Converged: a second run changes nothing.
     let s = site.clone();

@@ -69,7 +69,7 @@ async fn in_lab(net: Arc<Net>, s: Settings) -> anyhow::Result<ScenarioResult> {
     r.detection_ms = Some((worst.as_secs_f64() * 1000.0).round());
     let [in_flight, gap, after] = classify_failures(&out.records, &kills);
     r.notes.push(format!(
-        "VIP moved {} after the kill (bound {} ms); failed: {in_flight} in flight on the dead gateway, {gap} sent before the move, {after} after it",
+        "VIP moved {} after the kill (bound {} ms); failed: {in_flight} on connections to the gateway that died, {gap} new connections refused before the move, {after} after it",
         kills
             .iter()
             .map(|k| format!("{} ms", k.moved.as_millis()))
@@ -84,6 +84,10 @@ async fn in_lab(net: Arc<Net>, s: Settings) -> anyhow::Result<ScenarioResult> {
     r.bound(
         after == 0,
         format!("{after} requests sent after the VIP moved failed"),
+    );
+    r.bound(
+        gap == 0,
+        format!("{gap} new connections were refused before the VIP moved"),
     );
     super::run::ticket_bounds(&mut r, &out);
     Ok(r)
