@@ -563,21 +563,39 @@ server:
 
     /// Runs `twinctl` with the admin URL and token: exit code and output.
     pub fn twinctl(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = Command::new(self.opts.bin_dir.join("twinctl"))
-            .arg("--admin")
+        let mut cmd = Command::new(self.opts.bin_dir.join("twinctl"));
+        cmd.arg("--admin")
             .arg(format!("http://{}", self.admin))
             .arg("--token-file")
             .arg(self.dir.path().join("admin.token"))
-            .args(args)
-            .output();
-        match out {
-            Ok(o) => (
-                o.status.code(),
-                String::from_utf8_lossy(&o.stdout).to_string()
-                    + &String::from_utf8_lossy(&o.stderr),
-            ),
-            Err(e) => (None, format!("cannot run twinctl: {e}")),
+            .args(args);
+        exit_and_output(cmd, "twinctl")
+    }
+
+    /// `twinctl rolling-upgrade` arguments: both nodes to `version`
+    /// through their agents, the ticketing binary as the release.
+    pub fn rolling_upgrade_args(
+        bin_dir: &Path,
+        dir: &Path,
+        nodes: &[Node; 2],
+        version: &str,
+    ) -> Vec<String> {
+        let mut args: Vec<String> = ["rolling-upgrade", "--release"].map(String::from).to_vec();
+        args.push(bin_dir.join("ticketing").display().to_string());
+        args.extend(["--version".to_string(), version.to_string()]);
+        for n in nodes {
+            args.extend([
+                "--agent".to_string(),
+                format!("{}=http://{}", n.name, n.control),
+            ]);
         }
+        args.extend([
+            "--agent-token-file".to_string(),
+            dir.join("agent.token").display().to_string(),
+            "--step-timeout".to_string(),
+            "60s".to_string(),
+        ]);
+        args
     }
 
     pub fn gateway_pid_file(&self) -> PathBuf {
@@ -646,6 +664,18 @@ pub(crate) async fn install_node(
         );
     }
     Ok(node)
+}
+
+/// Runs `cmd` (a CLI such as twinctl): its exit code and its output,
+/// stdout then stderr.
+pub(crate) fn exit_and_output(mut cmd: Command, what: &str) -> (Option<i32>, String) {
+    match cmd.output() {
+        Ok(o) => (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        ),
+        Err(e) => (None, format!("cannot run {what}: {e}")),
+    }
 }
 
 /// Opens the branch's three desks through the gateway at `base`.

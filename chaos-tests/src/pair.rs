@@ -241,8 +241,10 @@ impl GatewayHost {
             .ok()
     }
 
-    pub fn start_gateway(&mut self, bin_dir: &Path) {
-        let _ = std::fs::remove_file(self.pid_file());
+    /// Starts the gateway as its unit runs it: in its host's namespace,
+    /// under a shell that marks the track file when the process ends other
+    /// than cleanly (the unit's `ExecStopPost`), with `extra` arguments.
+    fn spawn_unit(&self, bin_dir: &Path, what: &str, extra: &[&str]) -> Proc {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, "sh", "-c"])
             .arg("\"$@\" || echo -254 > \"$TRACK\"")
@@ -250,12 +252,18 @@ impl GatewayHost {
             .arg(bin_dir.join("gateway"))
             .arg("--config")
             .arg(self.dir.join("gateway.yaml"))
+            .args(extra)
             .env("TRACK", self.track_file());
-        self.gateway = Some(Proc::spawn(
-            &format!("gateway {}", self.i + 1),
+        Proc::spawn(
+            &format!("gateway {}{what}", self.i + 1),
             cmd,
             Some(&self.log()),
-        ));
+        )
+    }
+
+    pub fn start_gateway(&mut self, bin_dir: &Path) {
+        let _ = std::fs::remove_file(self.pid_file());
+        self.gateway = Some(self.spawn_unit(bin_dir, "", &[]));
     }
 
     /// kill -9 of the gateway process: its "unit" notices, as systemd would.
@@ -279,20 +287,7 @@ impl GatewayHost {
     pub fn upgrade_gateway(&mut self, bin_dir: &Path) -> anyhow::Result<()> {
         let old_pid = self.gateway_pid().context("no running gateway")?;
         let old = self.gateway.take();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, "sh", "-c"])
-            .arg("\"$@\" || echo -254 > \"$TRACK\"")
-            .arg("gateway-unit")
-            .arg(bin_dir.join("gateway"))
-            .arg("--config")
-            .arg(self.dir.join("gateway.yaml"))
-            .arg("--upgrade")
-            .env("TRACK", self.track_file());
-        self.gateway = Some(Proc::spawn(
-            &format!("gateway {} (upgraded)", self.i + 1),
-            cmd,
-            Some(&self.log()),
-        ));
+        self.gateway = Some(self.spawn_unit(bin_dir, " (upgraded)", &["--upgrade"]));
         // The new process waits on the upgrade socket for the old one's
         // listeners (its first health checks come first).
         std::thread::sleep(Duration::from_secs(1));
@@ -660,8 +655,8 @@ impl PairLab {
     /// exit code and output.
     pub fn twinctl(&self, args: &[&str]) -> (Option<i32>, String) {
         let d = self.dir.path();
-        let out = Command::new(self.bin_dir.join("twinctl"))
-            .arg("--admin")
+        let mut cmd = Command::new(self.bin_dir.join("twinctl"));
+        cmd.arg("--admin")
             .arg(format!(
                 "https://{}:{ADMIN_PORT},https://{}:{ADMIN_PORT}",
                 host(0),
@@ -677,16 +672,8 @@ impl PairLab {
             .arg(d.join("admin.token"))
             .env_remove("TWINPORT_ADMIN")
             .env_remove("TWINPORT_TOKEN")
-            .args(args)
-            .output();
-        match out {
-            Ok(o) => (
-                o.status.code(),
-                String::from_utf8_lossy(&o.stdout).to_string()
-                    + &String::from_utf8_lossy(&o.stderr),
-            ),
-            Err(e) => (None, format!("cannot run twinctl: {e}")),
-        }
+            .args(args);
+        appliance::exit_and_output(cmd, "twinctl")
     }
 
     /// A URL on the virtual IP.

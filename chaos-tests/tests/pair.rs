@@ -325,28 +325,13 @@ fn upgrades_of_the_twins_and_of_the_gateway_pair_under_load_fail_nothing() {
         let load = tokio::spawn(load::run(lab.base(), plan, t0, stop.clone()));
         tokio::time::sleep(Duration::from_secs(1)).await;
 
-        let agents: Vec<String> = lab
-            .nodes
-            .iter()
-            .map(|n| format!("{}=http://{}", n.name, n.control))
-            .collect();
-        let release = lab.bin_dir.join("ticketing").display().to_string();
-        let token = lab.dir.path().join("agent.token").display().to_string();
-        let args = [
-            "rolling-upgrade",
-            "--release",
-            &release,
-            "--version",
+        let args = chaos_tests::appliance::Appliance::rolling_upgrade_args(
+            &lab.bin_dir,
+            lab.dir.path(),
+            &lab.nodes,
             "2.0.0",
-            "--agent",
-            &agents[0],
-            "--agent",
-            &agents[1],
-            "--agent-token-file",
-            &token,
-            "--step-timeout",
-            "60s",
-        ];
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, out) = tokio::task::block_in_place(|| lab.twinctl(&args));
         anyhow::ensure!(code == Some(0), "twinctl rolling-upgrade: {code:?}\n{out}");
         for i in 0..2 {

@@ -22,30 +22,14 @@ impl Scenario for RollingUpgrade {
 
     async fn fault(&mut self, run: &mut Running, s: &Settings) -> anyhow::Result<()> {
         let a = &run.app;
-        let agents: Vec<String> = a
-            .nodes
-            .iter()
-            .map(|n| format!("{}=http://{}", n.name, n.control))
-            .collect();
-        let release = s.bin_dir.join("ticketing").display().to_string();
-        let token = a.dir().join("agent.token").display().to_string();
-        self.twinctl = tokio::task::block_in_place(|| {
-            a.twinctl(&[
-                "rolling-upgrade",
-                "--release",
-                &release,
-                "--version",
-                "2.0.0",
-                "--agent",
-                &agents[0],
-                "--agent",
-                &agents[1],
-                "--agent-token-file",
-                &token,
-                "--step-timeout",
-                "60s",
-            ])
-        });
+        let args = crate::appliance::Appliance::rolling_upgrade_args(
+            &s.bin_dir,
+            a.dir(),
+            &a.nodes,
+            "2.0.0",
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.twinctl = tokio::task::block_in_place(|| a.twinctl(&args));
         Ok(())
     }
 
