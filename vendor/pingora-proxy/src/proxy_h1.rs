@@ -113,9 +113,13 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upgrade_req = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upgrade_req);
 
         session.upstream_compression.request_filter(&req);
+
+        // Decided before the header is sent: the request filters have run.
+        let sequential = !upgrade_req && sequential_eligible(session);
 
         debug!("Sending header to upstream {:?}", req);
 
@@ -124,6 +128,19 @@ where
             Err(e) => {
                 return (false, false, Some(e.into_up()));
             }
+        }
+
+        if sequential {
+            session.as_mut().enable_retry_buffering();
+            return match self
+                .proxy_1to1_sequential(session, client_session, ctx)
+                .await
+            {
+                Ok((downstream_can_reuse, upstream_can_reuse)) => {
+                    (downstream_can_reuse, upstream_can_reuse, None)
+                }
+                Err(e) => (false, false, Some(e)),
+            };
         }
 
         let mut downstream_custom_message_writer = session
@@ -243,6 +260,116 @@ where
         session.set_upstream_write_pending_time(upstream_write_pending);
 
         (server_session_reuse, client_session_reuse, error)
+    }
+
+    /// Proxy a request without a body in one loop: finish the (empty) request body upstream,
+    /// then read the response and write it downstream, watching the downstream connection
+    /// for closure meanwhile. It does what the two halves joined by task pipes
+    /// (`proxy_handle_downstream` and `proxy_handle_upstream`) do for such a request, without
+    /// the two channels, their allocations and wake-ups and the join. Only reached for requests
+    /// that `sequential_eligible` admits: no body, no retry buffer, no cache, no upgrade, an
+    /// HTTP/1 or HTTP/2 downstream.
+    async fn proxy_1to1_sequential(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> Result<(bool, bool)>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        // The end of the request body goes through the same filters as on the pipe path.
+        let mut data = None;
+        session
+            .downstream_modules_ctx
+            .request_body_filter(&mut data, true)
+            .await?;
+        self.inner
+            .request_body_filter(session, &mut data, true, ctx)
+            .await?;
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+        if let Err(e) = send_body_to1(client_session, Some(HttpTask::Body(data, true))).await {
+            // As on the pipe path: the response may still come, but a partly written request
+            // makes the upstream connection unsafe to reuse.
+            warn!("send error, draining read buf: {e}");
+            upstream_can_reuse = false;
+            send_error = Some(e);
+        }
+
+        let mut serve_from_cache = proxy_cache::ServeFromCache::new();
+        let mut range_body_filter = proxy_cache::range_filter::RangeBodyFilter::new();
+        let mut response_state = ResponseStateMachine::new();
+        let mut watch_downstream = true;
+        let mut upstream_done = false;
+        loop {
+            let first = tokio::select! {
+                biased;
+                res = client_session.read_response_task() => res,
+                res = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
+                    match res {
+                        // The client closed or sent data after its request.
+                        Err(e) => return Err(e.into_down()),
+                        // Not returned once the body is done; stop watching if it ever is.
+                        Ok(_) => {
+                            watch_downstream = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            // Take what is already readable with the first task, so that a header and its body
+            // are written downstream together, as the pipe path batches them.
+            let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut next = Some(first);
+            while let Some(res) = next.take() {
+                match res {
+                    Ok(task) => {
+                        upstream_done = task.is_end();
+                        tasks.push(task);
+                    }
+                    Err(e) => {
+                        // The message boundary is lost: not reusable.
+                        upstream_can_reuse = false;
+                        let e = send_error.take().unwrap_or(e).into_up();
+                        tasks.push(HttpTask::Failed(e));
+                        break;
+                    }
+                }
+                if !upstream_done && tasks.len() < TASK_BUFFER_SIZE {
+                    // unconstrained: now_or_never may yield None when the budget runs out
+                    next = tokio::task::unconstrained(client_session.read_response_task())
+                        .now_or_never();
+                }
+            }
+            let Some(response_done) = self
+                .filter_and_write_upstream_tasks(
+                    session,
+                    ctx,
+                    tasks,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    &mut response_state,
+                )
+                .await?
+            else {
+                continue;
+            };
+            // The pipe path stops when the upstream half has read the end of the response (its
+            // pipe closes) or the downstream half has written it.
+            if response_done || upstream_done {
+                break;
+            }
+        }
+
+        let mut reuse_downstream = true;
+        if let Err(e) = session.as_mut().finish_body().await {
+            error!("Error finish sending body to downstream: {}", e);
+            reuse_downstream = false;
+        }
+        // Reusable only if the upstream's response was read to its end.
+        Ok((reuse_downstream, upstream_can_reuse && upstream_done))
     }
 
     async fn proxy_handle_upstream(
@@ -394,6 +521,33 @@ where
             }
         }
 
+        self.filter_and_write_upstream_tasks(
+            session,
+            ctx,
+            tasks,
+            serve_from_cache,
+            range_body_filter,
+            response_state,
+        )
+        .await
+    }
+
+    /// Run the response filters on tasks read from the upstream and write them downstream.
+    /// Shared by the task-pipe path and the sequential path of a request without a body.
+    #[allow(clippy::too_many_arguments)]
+    async fn filter_and_write_upstream_tasks(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        tasks: Vec<HttpTask>,
+        serve_from_cache: &mut ServeFromCache,
+        range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
+        response_state: &mut ResponseStateMachine,
+    ) -> Result<Option<bool>>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
         /* run filters before sending to downstream */
         let mut filtered_tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         for mut t in tasks {
@@ -1072,6 +1226,19 @@ where
     }
 }
 
+/// Whether a request can take `proxy_1to1_sequential`: no body to stream (so nothing to buffer
+/// for a retry), a plain HTTP/1 or HTTP/2 downstream, no cache and not upgraded.
+fn sequential_eligible(session: &mut Session) -> bool {
+    matches!(
+        *session.downstream_session,
+        HttpSession::H1(_) | HttpSession::H2(_)
+    ) && !session.was_upgraded()
+        && !session.cache.enabled()
+        && !session.cache.bypassing()
+        && session.downstream_session.get_retry_buffer().is_none()
+        && session.downstream_session.is_body_empty()
+}
+
 pub(crate) async fn send_body_to1(
     client_session: &mut HttpSessionV1,
     recv_task: Option<HttpTask>,
@@ -1206,6 +1373,148 @@ mod tests {
             .await
             .expect("test request should parse");
         session
+    }
+
+    struct Pass;
+
+    #[async_trait]
+    impl ProxyHttp for Pass {
+        type CTX = ();
+
+        fn new_ctx(&self) -> Self::CTX {}
+
+        async fn upstream_peer(
+            &self,
+            _session: &mut Session,
+            _ctx: &mut Self::CTX,
+        ) -> Result<Box<HttpPeer>> {
+            unreachable!("tests call proxy_1to1 directly")
+        }
+    }
+
+    async fn downstream_session(request: &[u8]) -> (Session, tokio::io::DuplexStream) {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(request).await.unwrap();
+        let mut session = Session::new_h1(Box::new(server) as pingora_core::protocols::Stream);
+        session.read_request().await.unwrap();
+        (session, client)
+    }
+
+    /// An upstream that reads one request header and answers `response` (None: closes).
+    fn upstream(
+        response: Option<&'static [u8]>,
+    ) -> (HttpSessionV1, tokio::task::JoinHandle<Vec<u8>>) {
+        use tokio::io::AsyncReadExt;
+        let (mut node, ours) = tokio::io::duplex(4096);
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = node.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            match response {
+                Some(r) => {
+                    node.write_all(r).await.unwrap();
+                    // Keep the connection open until the proxy is done with it.
+                    let _ = node.read(&mut buf).await;
+                }
+                None => drop(node),
+            }
+            seen
+        });
+        (
+            HttpSessionV1::new(Box::new(ours) as pingora_core::protocols::Stream),
+            task,
+        )
+    }
+
+    async fn read_response(client: &mut tokio::io::DuplexStream, len: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while got.len() < len {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "downstream closed after {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn request_without_body_is_sequential_and_one_with_a_body_is_not() {
+        let (mut get, _c1) = downstream_session(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert!(sequential_eligible(&mut get));
+        let (mut post, _c2) =
+            downstream_session(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi").await;
+        assert!(!sequential_eligible(&mut post));
+        let (mut chunked, _c3) =
+            downstream_session(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+        assert!(!sequential_eligible(&mut chunked));
+    }
+
+    #[tokio::test]
+    async fn sequential_path_proxies_a_get_and_keeps_both_connections() {
+        let proxy = HttpProxy::new(Pass, Arc::new(ServerConf::default()));
+        let (mut session, mut client) =
+            downstream_session(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let (mut up, node) = upstream(Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+        let peer = HttpPeer::new("127.0.0.1:1", false, String::new());
+        let (down_reuse, up_reuse, err) = proxy
+            .proxy_1to1(&mut session, &mut up, &peer, &mut ())
+            .await;
+        assert!(err.is_none(), "{err:?}");
+        assert!(down_reuse && up_reuse);
+        let got = read_response(&mut client, 2).await;
+        let text = String::from_utf8_lossy(&got).to_string();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        let got = if text.ends_with("ok") {
+            got
+        } else {
+            let mut all = got;
+            all.extend(read_response(&mut client, 1).await);
+            all
+        };
+        assert!(got.ends_with(b"ok"));
+        drop(up);
+        let seen = node.await.unwrap();
+        assert!(seen.starts_with(b"GET /a HTTP/1.1\r\n"), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn sequential_path_upstream_closed_is_an_upstream_error_not_reused() {
+        let proxy = HttpProxy::new(Pass, Arc::new(ServerConf::default()));
+        let (mut session, _client) = downstream_session(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let (mut up, _node) = upstream(None);
+        let peer = HttpPeer::new("127.0.0.1:1", false, String::new());
+        let (down_reuse, up_reuse, err) = proxy
+            .proxy_1to1(&mut session, &mut up, &peer, &mut ())
+            .await;
+        let err = err.expect("an error");
+        assert_eq!(err.esource(), &ErrorSource::Upstream, "{err}");
+        assert!(!down_reuse && !up_reuse);
+    }
+
+    #[tokio::test]
+    async fn sequential_path_client_gone_before_the_answer_is_a_downstream_error() {
+        let proxy = HttpProxy::new(Pass, Arc::new(ServerConf::default()));
+        let (mut session, client) = downstream_session(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        // The node reads the request and never answers; the client leaves.
+        let (node, ours) = tokio::io::duplex(4096);
+        let mut up = HttpSessionV1::new(Box::new(ours) as pingora_core::protocols::Stream);
+        drop(client);
+        let peer = HttpPeer::new("127.0.0.1:1", false, String::new());
+        let (down_reuse, up_reuse, err) = proxy
+            .proxy_1to1(&mut session, &mut up, &peer, &mut ())
+            .await;
+        let err = err.expect("an error");
+        assert_eq!(err.esource(), &ErrorSource::Downstream, "{err}");
+        assert!(!down_reuse && !up_reuse);
+        drop(node);
     }
 
     #[tokio::test]
