@@ -48,14 +48,6 @@ pub fn client_ip(peer: IpAddr, req: &RequestHeader, proxies: &[IpNet]) -> IpAddr
     last
 }
 
-/// RFC 7239 `for=` value: IPv6 quoted in brackets.
-fn node_for(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    }
-}
-
 /// Headers that concern one connection only (RFC 9110 7.6.1) and never
 /// go on to a node: the fixed ones, and those the client names in
 /// `Connection`. `Connection` and `Upgrade` themselves are pingora's.
@@ -67,48 +59,83 @@ const HOP_BY_HOP: [&str; 5] = [
     "te",
 ];
 
+/// Forwarding headers a client that is not a trusted proxy may not set
+/// for the node (besides `X-Forwarded-For`, `Forwarded` and `X-Real-IP`,
+/// which are always replaced).
+const CLIENT_FORWARDING: [&str; 3] = ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-port"];
+
 /// Rewrites the request for the node: hop-by-hop headers removed,
 /// forwarding headers set from `peer` (kept and extended only if `peer`
 /// is a trusted proxy), `X-Real-IP` the client.
+///
+/// This runs for every proxied request, so it looks at the request's
+/// header names once and removes only what is there (a removal is two
+/// hash lookups, one in pingora's case map), and formats the peer's
+/// address once.
 pub fn prepare_upstream_request(
     req: &mut RequestHeader,
     peer: IpAddr,
     https: bool,
     proxies: &[IpNet],
 ) {
-    let named: Vec<String> = req
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && !["close", "keep-alive", "upgrade"].contains(&t.as_str()))
-        .collect();
-    for h in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+    let from_proxy = trusted(peer, proxies);
+    let mut drop: Vec<http::HeaderName> = Vec::new();
+    for name in req.headers.keys() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || (!from_proxy && CLIENT_FORWARDING.contains(&n)) {
+            drop.push(name.clone());
+        }
+    }
+    // Headers the client names in `Connection` (pingora keeps `Connection`
+    // and `Upgrade` themselves).
+    for v in req.headers.get_all(http::header::CONNECTION) {
+        for t in v.to_str().unwrap_or("").split(',') {
+            let t = t.trim();
+            if t.is_empty()
+                || ["close", "keep-alive", "upgrade"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+            {
+                continue;
+            }
+            if let Ok(name) = http::HeaderName::from_bytes(t.as_bytes()) {
+                if req.headers.contains_key(&name) {
+                    drop.push(name);
+                }
+            }
+        }
+    }
+    for h in drop {
         // "te: trailers" is allowed by HTTP/2 and harmless; drop the rest.
-        req.remove_header(h);
+        req.remove_header(&h);
     }
 
     let client = client_ip(peer, req, proxies);
     let proto = if https { "https" } else { "http" };
+    let peer_text = peer.to_string();
+    let mut hop = String::with_capacity(64);
+    hop.push_str("for=");
+    match peer {
+        IpAddr::V4(_) => hop.push_str(&peer_text),
+        IpAddr::V6(_) => {
+            hop.push_str("\"[");
+            hop.push_str(&peer_text);
+            hop.push_str("]\"");
+        }
+    }
+    hop.push_str(";proto=");
+    hop.push_str(proto);
     let host = req
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.host().map(str::to_string));
-    let mut hop = format!("for={};proto={proto}", node_for(peer));
-    if let Some(h) = &host {
-        if !h.contains(['"', ';', ',']) {
-            hop.push_str(&format!(";host=\"{h}\""));
-        }
+        .or_else(|| req.uri.host());
+    if let Some(h) = host.filter(|h| !h.contains(['"', ';', ','])) {
+        hop.push_str(";host=\"");
+        hop.push_str(h);
+        hop.push('"');
     }
-    let (xff, forwarded) = if trusted(peer, proxies) {
+    let (xff, forwarded) = if from_proxy {
         let chain = forwarded_for(req);
         let old_fwd = req
             .headers
@@ -124,18 +151,21 @@ pub fn prepare_upstream_request(
                 format!("{old}, {new}")
             }
         };
-        (join(chain, peer.to_string()), join(old_fwd, hop))
+        (join(chain, peer_text.clone()), join(old_fwd, hop))
     } else {
-        for h in ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-port"] {
-            req.remove_header(h);
-        }
-        (peer.to_string(), hop)
+        (peer_text.clone(), hop)
+    };
+    let real_ip = if client == peer {
+        peer_text
+    } else {
+        client.to_string()
     };
     // The values are addresses, a scheme and a checked host: valid.
     let _ = req.insert_header("X-Forwarded-For", xff);
     let _ = req.insert_header("Forwarded", forwarded);
-    let _ = req.insert_header("X-Real-IP", client.to_string());
-    if req.headers.get("x-forwarded-proto").is_none() {
+    let _ = req.insert_header("X-Real-IP", real_ip);
+    // A trusted proxy's X-Forwarded-Proto stays; anyone else's was removed.
+    if !from_proxy || !req.headers.contains_key("x-forwarded-proto") {
         let _ = req.insert_header("X-Forwarded-Proto", proto);
     }
 }
@@ -259,6 +289,29 @@ mod tests {
             client_ip("10.0.0.1".parse().unwrap(), &r, &proxies),
             "10.0.0.2".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn forwarded_proto_from_a_trusted_proxy_only() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        let claimed = [
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-port", "444"),
+        ];
+        let mut r = req(&claimed);
+        prepare_upstream_request(&mut r, "192.0.2.1".parse().unwrap(), false, &proxies);
+        assert_eq!(get(&r, "x-forwarded-proto"), "http");
+        assert!(r.headers.get("x-forwarded-host").is_none());
+        assert!(r.headers.get("x-forwarded-port").is_none());
+        let mut r = req(&claimed);
+        prepare_upstream_request(&mut r, "10.0.0.1".parse().unwrap(), false, &proxies);
+        assert_eq!(get(&r, "x-forwarded-proto"), "https");
+        assert_eq!(get(&r, "x-forwarded-host"), "evil.example");
+        // Named in Connection, it was for the proxy's hop only: ours replaces it.
+        let mut r = req(&[("connection", "X-Forwarded-Proto"), claimed[0]]);
+        prepare_upstream_request(&mut r, "10.0.0.1".parse().unwrap(), false, &proxies);
+        assert_eq!(get(&r, "x-forwarded-proto"), "http");
     }
 
     #[test]
