@@ -22,6 +22,8 @@ const MAX_CONNECTION_NOMINATIONS: usize = 10;
 pub(crate) const KEEP_ALIVE: &str = "keep-alive";
 pub(crate) const PROXY_CONNECTION: &str = "proxy-connection";
 pub(crate) const HTTP2_SETTINGS: &str = "http2-settings";
+/// The fields of an HTTP/1 upgrade handshake.
+const UPGRADE_HEADERS: [&str; 3] = ["connection", "upgrade", HTTP2_SETTINGS];
 
 /// Authority handling that avoids imposing standard HTTP semantics on custom downstream sessions.
 ///
@@ -176,16 +178,42 @@ impl ConnectionNominations {
 }
 
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
-    req.remove_header(&header::PROXY_AUTHENTICATE);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::TRANSFER_ENCODING);
-    req.remove_header(&header::CONNECTION);
-    req.remove_header(&header::UPGRADE);
-    req.remove_header(HTTP2_SETTINGS);
+    remove_present(
+        req,
+        &[
+            KEEP_ALIVE,
+            PROXY_CONNECTION,
+            header::PROXY_AUTHENTICATE.as_str(),
+            header::PROXY_AUTHORIZATION.as_str(),
+            header::TE.as_str(),
+            header::TRAILER.as_str(),
+            header::TRANSFER_ENCODING.as_str(),
+            header::CONNECTION.as_str(),
+            header::UPGRADE.as_str(),
+            HTTP2_SETTINGS,
+        ],
+    );
+}
+
+/// Remove those of `names` (lower case, at most 16) that the request carries.
+///
+/// Most requests carry none of them: the request's header names are looked at once instead of
+/// every one of `names` being hashed and looked up in the header map and in the case map.
+fn remove_present(req: &mut RequestHeader, names: &[&str]) {
+    let mut present = [false; 16];
+    let mut any = false;
+    for name in req.headers.keys() {
+        if let Some(i) = names.iter().position(|n| name.as_str() == *n) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
+    for (name, _) in names.iter().zip(present).filter(|(_, p)| *p) {
+        req.remove_header(*name);
+    }
 }
 
 /// Set H1 `Host` from the URI or absolute-form authority.
@@ -360,19 +388,13 @@ pub(crate) fn sanitize_h1_upstream_request(
 
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            remove_present(req, &UPGRADE_HEADERS);
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
             }
         }
-        H1UpgradePolicy::Deny => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
-        }
+        H1UpgradePolicy::Deny => remove_present(req, &UPGRADE_HEADERS),
         H1UpgradePolicy::Preserve => {}
     }
 
@@ -559,6 +581,32 @@ mod tests {
                 .unwrap();
         }
         request
+    }
+
+    #[test]
+    fn remove_present_removes_only_the_named_fields_with_every_value() {
+        let mut request = request_with_headers(&[
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("TE", "gzip"),
+            ("X-Kept", "yes"),
+        ]);
+        remove_present(&mut request, &["keep-alive", "te", "upgrade"]);
+        assert!(request.headers.get("keep-alive").is_none());
+        assert!(request.headers.get("te").is_none());
+        assert_eq!(request.headers["x-kept"], "yes");
+        // The case-preserving map was kept in step: the serialised header has the kept field only.
+        let mut wire = Vec::new();
+        request.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.to_ascii_lowercase().contains("x-kept: yes"), "{wire}");
+        assert!(!wire.to_ascii_lowercase().contains("keep-alive"), "{wire}");
+        assert!(!wire.to_ascii_lowercase().contains("te:"), "{wire}");
+
+        // None present: nothing changes.
+        let mut request = request_with_headers(&[("X-Kept", "yes")]);
+        strip_standard_hop_by_hop_headers(&mut request);
+        assert_eq!(request.headers.len(), 1);
     }
 
     #[test]
