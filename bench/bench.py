@@ -527,9 +527,12 @@ def main():
     if not QUICK:
         # The table of what each change gave (bench/levers) belongs with
         # the results it explains.
-        levers = os.path.join(ROOT, "bench", "LEVERS.md")
-        if os.path.exists(levers):
-            lines += ["", open(levers).read().replace("# ", "## ", 1)]
+        # bench/instructions' table (instructions per request) too.
+        here = os.path.join(ROOT, "bench")
+        for name in sorted(f for f in os.listdir(here) if f.startswith("LEVERS") and f.endswith(".md")) + ["INSTRUCTIONS.md"]:
+            path = os.path.join(here, name)
+            if os.path.exists(path):
+                lines += ["", open(path).read().replace("# ", "## ", 1)]
         with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
             f.write("\n".join(lines) + "\n")
 
