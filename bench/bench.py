@@ -529,7 +529,7 @@ def main():
         # the results it explains.
         # bench/instructions' table (instructions per request) too.
         here = os.path.join(ROOT, "bench")
-        for name in sorted(f for f in os.listdir(here) if f.startswith("LEVERS") and f.endswith(".md")) + ["INSTRUCTIONS.md"]:
+        for name in sorted((f for f in os.listdir(here) if f.startswith("LEVERS") and f.endswith(".md")), key=lambda f: (f != "LEVERS.md", f)) + ["INSTRUCTIONS.md"]:
             path = os.path.join(here, name)
             if os.path.exists(path):
                 lines += ["", open(path).read().replace("# ", "## ", 1)]
