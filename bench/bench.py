@@ -142,9 +142,14 @@ def cert():
 
 
 class Proxy:
-    """A started proxy with a plain and a TLS port."""
+    """A started proxy with a plain and a TLS port.
 
-    def __init__(self, kind, a, b, threads, tls, settle=0.5):
+    `wrap`: a command the proxy runs under (bench/instructions: valgrind);
+    `check`: the active health-check interval of Twinport and HAProxy in
+    ms (bench/instructions: long enough that none falls into a count);
+    `start_timeout`: seconds for the ports to open."""
+
+    def __init__(self, kind, a, b, threads, tls, settle=0.5, wrap=(), check=250, start_timeout=15.0):
         self.kind, self.threads = kind, threads
         self.http, self.https = free_port(), free_port()
         cert_file, key_file = tls
@@ -159,6 +164,7 @@ mode: active-standby
 nodes:
   - {{name: a, address: 127.0.0.1:{a.port}}}
   - {{name: b, address: 127.0.0.1:{b.port}}}
+health_check: {{interval: {check}ms}}
 watch_config: false
 server: {{threads: {threads}, grace_period: 0s, graceful_shutdown_timeout: 1s, pid_file: {d}/gw.pid, upgrade_socket: {d}/up.sock}}
 """
@@ -186,8 +192,8 @@ frontend fe
 backend twins
   option httpchk GET /ready
   http-reuse always
-  server a 127.0.0.1:{a.port} check inter 250 fall 2 rise 3
-  server b 127.0.0.1:{b.port} check inter 250 fall 2 rise 3 backup
+  server a 127.0.0.1:{a.port} check inter {check} fall 2 rise 3
+  server b 127.0.0.1:{b.port} check inter {check} fall 2 rise 3 backup
 """
             open(f"{d}/haproxy.cfg", "w").write(conf)
             cmd = ["haproxy", "-db", "-f", f"{d}/haproxy.cfg"]
@@ -224,9 +230,9 @@ http {{
             open(f"{d}/nginx.conf", "w").write(conf)
             cmd = ["nginx", "-c", f"{d}/nginx.conf", "-p", d]
             env = None
-        self.proc = spawn(cmd, f"{d}/out.log", env=env)
-        wait_port(self.http)
-        wait_port(self.https)
+        self.proc = spawn(list(wrap) + cmd, f"{d}/out.log", env=env)
+        wait_port(self.http, start_timeout)
+        wait_port(self.https, start_timeout)
         # Let health checks settle and the backend answer through the proxy.
         deadline = time.time() + 10
         while time.time() < deadline:
