@@ -38,6 +38,7 @@ pub struct TlsSettings {
     client_cert_verifier: Option<Arc<dyn ClientCertVerifier>>,
     callbacks: Option<TlsAcceptCallbacks>,
     offload_threadpool: Option<(usize, usize)>,
+    server_config: Option<Arc<ServerConfig>>,
 }
 
 pub struct Acceptor {
@@ -55,6 +56,16 @@ impl TlsSettings {
     ///
     /// Todo: Return a result instead of panicking XD
     pub fn build(self) -> Acceptor {
+        let offload = self.offload_threadpool.map(|(shards, threads_per_shard)| {
+            OffloadRuntime::new("downstream TLS offload", shards, threads_per_shard)
+        });
+        if let Some(config) = self.server_config {
+            return Acceptor {
+                acceptor: RusTlsAcceptor::from(config),
+                callbacks: self.callbacks.map(SharedTlsAcceptCallbacks::from),
+                offload,
+            };
+        }
         // rustls 0.23+ requires an explicit CryptoProvider.
         pingora_rustls::install_default_crypto_provider();
 
@@ -98,10 +109,17 @@ impl TlsSettings {
         Acceptor {
             acceptor: RusTlsAcceptor::from(Arc::new(config)),
             callbacks: self.callbacks.map(SharedTlsAcceptCallbacks::from),
-            offload: self.offload_threadpool.map(|(shards, threads_per_shard)| {
-                OffloadRuntime::new("downstream TLS offload", shards, threads_per_shard)
-            }),
+            offload,
         }
+    }
+
+    /// Use a rustls [`ServerConfig`] built by the caller (its crypto
+    /// provider, session cache and tickets, certificates, ALPN) as it is.
+    ///
+    /// When set, `build()` ignores the certificate, resolver, verifier and
+    /// ALPN settings; the callbacks and the handshake offload still apply.
+    pub fn set_server_config(&mut self, config: Arc<ServerConfig>) {
+        self.server_config = Some(config);
     }
 
     /// Enable HTTP/2 support for this endpoint, which is default off.
@@ -200,6 +218,7 @@ impl TlsSettings {
             client_cert_verifier: None,
             callbacks: None,
             offload_threadpool: None,
+            server_config: None,
         })
     }
 
@@ -220,6 +239,7 @@ impl TlsSettings {
             client_cert_verifier: None,
             callbacks: Some(callbacks),
             offload_threadpool: None,
+            server_config: None,
         })
     }
 }
@@ -319,5 +339,67 @@ mod tests {
             .unwrap();
         let res = client.get(format!("https://{addr}")).send().await.unwrap();
         assert_eq!(res.status(), reqwest::StatusCode::OK);
+    }
+    #[tokio::test]
+    async fn test_settings_with_server_config() {
+        use crate::protocols::Ssl;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        struct Count(Arc<AtomicUsize>);
+        #[async_trait::async_trait]
+        impl crate::listeners::TlsAccept for Count {
+            async fn handshake_complete_callback(
+                &self,
+                _tls: &crate::protocols::tls::TlsRef,
+            ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                None
+            }
+        }
+
+        pingora_rustls::install_default_crypto_provider();
+        let cert_path = format!("{}/tests/keys/server.crt", env!("CARGO_MANIFEST_DIR"));
+        let key_path = format!("{}/tests/keys/key.pem", env!("CARGO_MANIFEST_DIR"));
+        let (certs, key) = load_certs_and_key_files(&cert_path, &key_path)
+            .unwrap()
+            .unwrap();
+        let mut config =
+            ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
+        // The caller's config is used as it is: its ALPN, not the settings'.
+        config.alpn_protocols = ALPN::H1.to_wire_protocols();
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut settings = TlsSettings::with_callbacks(Box::new(Count(count.clone()))).unwrap();
+        settings.set_alpn(ALPN::H2);
+        settings.set_server_config(Arc::new(config));
+        let acceptor = settings.build();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp_stream, _) = listener.accept().await.unwrap();
+            let stream: L4Stream = tcp_stream.into();
+            let mut tls_stream = acceptor.tls_handshake(stream).await.unwrap();
+            let alpn = tls_stream.selected_alpn_proto();
+            let mut buf = [0; 1024];
+            let _ = tls_stream.read(&mut buf).await.unwrap();
+            tls_stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+                .await
+                .unwrap();
+            tls_stream.flush().await.unwrap();
+            alpn
+        });
+
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        let res = client.get(format!("https://{addr}")).send().await.unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        assert_eq!(server.await.unwrap(), Some(ALPN::H1));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "the callbacks still run");
     }
 }
