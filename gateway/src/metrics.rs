@@ -169,7 +169,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("metric registers once"),
     tls_handshakes: register_int_counter_vec!(
         "twinport_tls_handshakes_total",
-        "TLS handshakes on the HTTPS listener by stage: started (connection accepted) and completed; started minus completed is failed or still running",
+        "TLS handshakes on the HTTPS listener by stage: started (connection accepted), completed, and resumed (completed without a full handshake, from the session cache or a ticket); started minus completed is failed or still running",
         &["stage"]
     )
     .expect("metric registers once"),
@@ -251,7 +251,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for r in crate::affinity::Rejected::ALL {
         m.affinity_rejected.with_label_values(&[r.as_str()]);
     }
-    for stage in ["started", "completed"] {
+    for stage in ["started", "completed", "resumed"] {
         m.tls_handshakes.with_label_values(&[stage]);
     }
     m.set_vrrp(crate::pair::Vrrp::Unknown);

@@ -109,6 +109,13 @@ impl Reloader {
         {
             out.push("listeners.https.http2 needs a binary upgrade".into());
         }
+        if self.started.listeners.https.as_ref().map(|h| h.resumption)
+            != new.listeners.https.as_ref().map(|h| h.resumption)
+        {
+            out.push(
+                "listeners.https.session_cache and session_tickets need a binary upgrade".into(),
+            );
+        }
         if self.started.server != new.server {
             out.push("server settings (threads, grace periods, pid file, upgrade socket) need a binary upgrade".into());
         }

@@ -13,7 +13,7 @@ use crate::health::Checker;
 use crate::metrics::MetricsApp;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
-use crate::tls::{CertResolver, HandshakeCounter};
+use crate::tls::{self, CertResolver, HandshakeCounter};
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -396,10 +396,9 @@ pub fn run(
     }
     if let (Some(https), Some(resolver)) = (&config.listeners.https, cert) {
         let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeCounter))?;
-        tls.set_cert_resolver(resolver);
-        if https.http2 {
-            tls.enable_h2();
-        }
+        let rustls = tls::listener_server_config(resolver, https.http2, https.resumption)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", e.field()))?;
+        tls.set_server_config(Arc::new(rustls));
         proxy.add_tls_with_settings(&https.address.to_string(), None, tls);
         proxy
             .endpoints()

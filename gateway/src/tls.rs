@@ -36,6 +36,8 @@ pub enum TlsError {
     },
     #[error("cannot use the client CA {path}: {reason}")]
     ClientCa { path: PathBuf, reason: String },
+    #[error("cannot set up the HTTPS listener's TLS: {reason}")]
+    Listener { reason: String },
 }
 
 impl TlsError {
@@ -47,6 +49,7 @@ impl TlsError {
             }
             TlsError::KeyFile { .. } | TlsError::Mismatch { .. } => "listeners.https.key",
             TlsError::ClientCa { .. } => "admin.tls.client_ca",
+            TlsError::Listener { .. } => "listeners.https",
         }
     }
 
@@ -56,6 +59,7 @@ impl TlsError {
             TlsError::CertFile { .. } | TlsError::NoCertificate { .. } => "admin.tls.certificate",
             TlsError::KeyFile { .. } | TlsError::Mismatch { .. } => "admin.tls.key",
             TlsError::ClientCa { .. } => "admin.tls.client_ca",
+            TlsError::Listener { .. } => "admin.tls",
         }
     }
 }
@@ -69,14 +73,11 @@ pub fn admin_server_config(
     client_ca: Option<&Path>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let ck = load_certified_key(cert, key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Mismatch {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    let builder = server_config_builder().map_err(|reason| TlsError::Mismatch {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        reason,
+    })?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
@@ -95,7 +96,7 @@ pub fn admin_server_config(
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
-                provider,
+                provider(),
             )
             .build()
             .map_err(|e| bad(e.to_string()))?;
@@ -103,6 +104,107 @@ pub fn admin_server_config(
         }
     };
     Ok(builder.with_cert_resolver(Arc::new(CertResolverStatic(Arc::new(ck)))))
+}
+
+/// The one crypto provider of both TLS listeners (bench/RESULTS.md, "what
+/// each change gave", says why this one).
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS 1.3 and 1.2 with [`provider`]; the error is rustls' reason.
+fn server_config_builder(
+) -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, String> {
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())
+}
+
+/// How the HTTPS listener lets a returning client skip the full handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumption {
+    /// Sessions kept in memory for resumption by id (TLS 1.2) or by a
+    /// stateful ticket (TLS 1.3); 0 keeps none.
+    pub session_cache: usize,
+    /// Stateless tickets, encrypted with a key that changes every 6 hours.
+    pub tickets: bool,
+}
+
+/// The HTTPS listener's TLS: TLS 1.3/1.2, the certificate `resolver`
+/// hands out, HTTP/2 offered by ALPN when `http2`, and session resumption
+/// as `resumption` says; resumed handshakes are counted.
+pub fn listener_server_config(
+    resolver: Arc<CertResolver>,
+    http2: bool,
+    resumption: Resumption,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let bad = |reason: String| TlsError::Listener { reason };
+    let mut config = server_config_builder()
+        .map_err(bad)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    if http2 {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    config.session_storage = if resumption.session_cache == 0 {
+        Arc::new(rustls::server::NoServerSessionStorage {})
+    } else {
+        Arc::new(CountResumed(rustls::server::ServerSessionMemoryCache::new(
+            resumption.session_cache,
+        )))
+    };
+    if resumption.tickets {
+        let ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| bad(e.to_string()))?;
+        config.ticketer = Arc::new(CountResumed(ticketer));
+    }
+    Ok(config)
+}
+
+/// Counts the resumptions a session store or a ticketer allows:
+/// `twinport_tls_handshakes_total{stage="resumed"}`.
+#[derive(Debug)]
+struct CountResumed<T>(T);
+
+fn count_resumed<V>(found: Option<V>) -> Option<V> {
+    if found.is_some() {
+        metrics()
+            .tls_handshakes
+            .with_label_values(&["resumed"])
+            .inc();
+    }
+    found
+}
+
+impl<T: rustls::server::StoresServerSessions> rustls::server::StoresServerSessions
+    for CountResumed<Arc<T>>
+{
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.0.put(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        count_resumed(self.0.get(key))
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        count_resumed(self.0.take(key))
+    }
+    fn can_cache(&self) -> bool {
+        self.0.can_cache()
+    }
+}
+
+impl rustls::server::ProducesTickets for CountResumed<Arc<dyn rustls::server::ProducesTickets>> {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        count_resumed(self.0.decrypt(cipher))
+    }
 }
 
 /// One fixed certificate (the admin listener's: changed at restart only).
@@ -133,8 +235,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
         path: key.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(chain, der, &provider).map_err(|e| TlsError::Mismatch {
+    CertifiedKey::from_der(chain, der, &provider()).map_err(|e| TlsError::Mismatch {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
         reason: e.to_string(),

@@ -253,7 +253,7 @@ async fn an_ocsp_response_is_stapled_and_changes_with_a_reload() {
     // A CA-signed certificate with its OCSP response, put in by a reload.
     let pki = pki(dir.path());
     let with_ocsp = GwOpts {
-        ocsp_response: Some(pki.join("resp.der").display().to_string()),
+        https_extra: format!("    ocsp_response: {}\n", pki.join("resp.der").display()),
         ..opts.clone()
     };
     gw.write_config_with_cert(

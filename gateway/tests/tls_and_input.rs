@@ -6,6 +6,7 @@ use devtools::{bin, TempDir};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn tls_client(gw: &Gateway, http1_only: bool, tls12_only: bool) -> reqwest::Client {
@@ -78,6 +79,95 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+/// A client that keeps the sessions and tickets the gateway gives it, as a
+/// browser does, speaking only `version`.
+fn resuming_client(
+    gw: &Gateway,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(&gw.cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// One request on a new TLS connection; how its handshake went.
+fn handshake_of_one_request(
+    gw: &Gateway,
+    config: &Arc<rustls::ClientConfig>,
+) -> rustls::HandshakeKind {
+    let name = "localhost".try_into().unwrap();
+    let mut conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    let mut tcp = TcpStream::connect(gw.https.unwrap()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    tls.write_all(b"GET /whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    // The gateway may close without a close_notify: what was read counts.
+    let _ = tls.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    conn.handshake_kind().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume_as_configured_and_are_counted() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let (dir, a, b) = twins("resume");
+    // (the `https:` lines, what the second connection of TLS 1.3 and of
+    // TLS 1.2 should be)
+    let cases = [
+        ("", Resumed, Resumed),
+        ("    session_tickets: false\n", Resumed, Resumed),
+        (
+            "    session_cache: 0\n    session_tickets: false\n",
+            Full,
+            Full,
+        ),
+    ];
+    for (https_extra, tls13, tls12) in cases {
+        let opts = GwOpts {
+            https: true,
+            https_extra: https_extra.into(),
+            ..GwOpts::default()
+        };
+        let gw = Gateway::start(&dir, &[&a, &b], &opts);
+        let mut expected_resumed = 0.0;
+        for (version, second) in [
+            (&rustls::version::TLS13, tls13),
+            (&rustls::version::TLS12, tls12),
+        ] {
+            let client = resuming_client(&gw, version);
+            assert_eq!(
+                handshake_of_one_request(&gw, &client),
+                Full,
+                "{https_extra:?} {version:?}"
+            );
+            assert_eq!(
+                handshake_of_one_request(&gw, &client),
+                second,
+                "{https_extra:?} {version:?}"
+            );
+            if second == Resumed {
+                expected_resumed += 1.0;
+            }
+        }
+        let resumed = gw
+            .metric("twinport_tls_handshakes_total{stage=\"resumed\"}")
+            .await;
+        assert_eq!(resumed, Some(expected_resumed), "{https_extra:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,8 +137,9 @@ pub struct GwOpts {
     pub env: Vec<(String, String)>,
     /// A read-only admin token (`admin.read_token_file`), if any.
     pub read_token: Option<&'static str>,
-    /// `listeners.https.ocsp_response`, if any.
-    pub ocsp_response: Option<String>,
+    /// More of the `listeners.https:` section (indented four spaces), such
+    /// as `ocsp_response:` or `session_tickets:`.
+    pub https_extra: String,
     /// More of the `admin:` section (indented two spaces), such as `tls:`.
     pub admin_extra: String,
     /// `server.grace_period`: how long a stopping gateway lets requests
@@ -165,7 +166,7 @@ impl Default for GwOpts {
             read_timeout: "60s",
             env: Vec::new(),
             read_token: None,
-            ocsp_response: None,
+            https_extra: String::new(),
             admin_extra: String::new(),
             grace_period: "0s",
             extra: String::new(),
@@ -276,10 +277,7 @@ impl Gateway {
                     "  https:\n    address: {a}\n    certificate: {}\n    key: {}\n{}",
                     cert.display(),
                     key.display(),
-                    o.ocsp_response
-                        .as_ref()
-                        .map(|f| format!("    ocsp_response: {f}\n"))
-                        .unwrap_or_default()
+                    o.https_extra
                 )
             })
             .unwrap_or_default();

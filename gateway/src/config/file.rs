@@ -123,6 +123,15 @@ pub struct FileHttps {
     /// Offer HTTP/2 by ALPN (default true).
     #[serde(default)]
     pub http2: Option<bool>,
+    /// TLS sessions kept in memory so that a returning client resumes
+    /// without a full handshake (default 20000, as HAProxy's
+    /// `tune.ssl.cachesize`; 0 keeps none).
+    #[serde(default)]
+    pub session_cache: Option<usize>,
+    /// Stateless session tickets, their key changed every 6 hours
+    /// (default true).
+    #[serde(default)]
+    pub session_tickets: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

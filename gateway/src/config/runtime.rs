@@ -201,6 +201,7 @@ pub struct HttpsListener {
     /// The loaded and checked key pair.
     pub cert: Arc<CertifiedKey>,
     pub http2: bool,
+    pub resumption: tls::Resumption,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -573,6 +574,10 @@ fn listeners(e: &mut Errors, f: &FileConfig, base: &Path) -> Listeners {
             key,
             cert: cert?,
             http2: h.http2.unwrap_or(true),
+            resumption: tls::Resumption {
+                session_cache: h.session_cache.unwrap_or(20_000),
+                tickets: h.session_tickets.unwrap_or(true),
+            },
         })
     });
     if f.listeners.http.is_none() && f.listeners.https.is_none() {
