@@ -180,6 +180,26 @@ async fn record(State(n): State<Shared>, Query(q): Query<RecordQuery>) -> Respon
     Json(json!({ "node": n.name, "id": q.id })).into_response()
 }
 
+/// The largest body `/bytes/{n}` sends and `/upload` takes (benchmarks of
+/// large answers and uploads).
+const MAX_BENCH_BODY: usize = 16 << 20;
+
+/// `n` bytes of `x` (at most 16 MiB).
+async fn bytes(Path(n): Path<usize>) -> Response {
+    if n > MAX_BENCH_BODY {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    vec![b'x'; n].into_response()
+}
+
+/// Reads the whole request body (at most 16 MiB) and answers its length.
+async fn upload(body: axum::body::Body) -> Response {
+    match axum::body::to_bytes(body, MAX_BENCH_BODY).await {
+        Ok(b) => format!("{}\n", b.len()).into_response(),
+        Err(_) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    }
+}
+
 async fn ready(State(n): State<Shared>) -> Response {
     let state = n.state.lock().expect("state lock").clone();
     if state == "ready" {
@@ -258,6 +278,8 @@ async fn main() -> anyhow::Result<()> {
         .route("/app", get(app))
         .route("/status/{code}", get(status))
         .route("/record", post(record))
+        .route("/bytes/{n}", get(bytes))
+        .route("/upload", post(upload))
         .layer(axum::middleware::map_response(move |mut r: Response| {
             let (header, version) = (header.clone(), version.clone());
             async move {
