@@ -1,7 +1,9 @@
 //! What the gateway does about its clients: who the client is when
 //! proxies stand in front of the gateway, which forwarding headers the
-//! nodes get, which hop-by-hop headers never reach them, and how fast one
-//! address may go.
+//! nodes get, and how fast one address may go. Hop-by-hop headers (the
+//! standard ones and those a client names in `Connection`) never reach a
+//! node: pingora's standard upstream request policy, pinned on every
+//! node's peer (`node.rs`), removes them before our hooks run.
 //!
 //! Forwarding headers are trusted only from `clients.trusted_proxies`:
 //! from any other peer an incoming `X-Forwarded-For`, `Forwarded`,
@@ -48,23 +50,13 @@ pub fn client_ip(peer: IpAddr, req: &RequestHeader, proxies: &[IpNet]) -> IpAddr
     last
 }
 
-/// Headers that concern one connection only (RFC 9110 7.6.1) and never
-/// go on to a node: the fixed ones, and those the client names in
-/// `Connection`. `Connection` and `Upgrade` themselves are pingora's.
-const HOP_BY_HOP: [&str; 5] = [
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-];
-
 /// Forwarding headers a client that is not a trusted proxy may not set
 /// for the node (besides `X-Forwarded-For`, `Forwarded` and `X-Real-IP`,
 /// which are always replaced).
 const CLIENT_FORWARDING: [&str; 3] = ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-port"];
 
-/// Rewrites the request for the node: hop-by-hop headers removed,
+/// Rewrites the request for the node (pingora has removed the hop-by-hop
+/// headers already): forwarding headers a client may not set removed,
 /// forwarding headers set from `peer` (kept and extended only if `peer`
 /// is a trusted proxy), `X-Real-IP` the client.
 ///
@@ -79,35 +71,16 @@ pub fn prepare_upstream_request(
     proxies: &[IpNet],
 ) {
     let from_proxy = trusted(peer, proxies);
-    let mut drop: Vec<http::HeaderName> = Vec::new();
-    for name in req.headers.keys() {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || (!from_proxy && CLIENT_FORWARDING.contains(&n)) {
-            drop.push(name.clone());
-        }
-    }
-    // Headers the client names in `Connection` (pingora keeps `Connection`
-    // and `Upgrade` themselves).
-    for v in req.headers.get_all(http::header::CONNECTION) {
-        for t in v.to_str().unwrap_or("").split(',') {
-            let t = t.trim();
-            if t.is_empty()
-                || ["close", "keep-alive", "upgrade"]
-                    .iter()
-                    .any(|k| t.eq_ignore_ascii_case(k))
-            {
-                continue;
-            }
-            if let Ok(name) = http::HeaderName::from_bytes(t.as_bytes()) {
-                if req.headers.contains_key(&name) {
-                    drop.push(name);
-                }
+    if !from_proxy {
+        let mut claimed: Vec<http::HeaderName> = Vec::new();
+        for name in req.headers.keys() {
+            if CLIENT_FORWARDING.contains(&name.as_str()) {
+                claimed.push(name.clone());
             }
         }
-    }
-    for h in drop {
-        // "te: trailers" is allowed by HTTP/2 and harmless; drop the rest.
-        req.remove_header(&h);
+        for h in claimed {
+            req.remove_header(&h);
+        }
     }
 
     let client = client_ip(peer, req, proxies);
@@ -308,26 +281,6 @@ mod tests {
         prepare_upstream_request(&mut r, "10.0.0.1".parse().unwrap(), false, &proxies);
         assert_eq!(get(&r, "x-forwarded-proto"), "https");
         assert_eq!(get(&r, "x-forwarded-host"), "evil.example");
-        // Named in Connection, it was for the proxy's hop only: ours replaces it.
-        let mut r = req(&[("connection", "X-Forwarded-Proto"), claimed[0]]);
-        prepare_upstream_request(&mut r, "10.0.0.1".parse().unwrap(), false, &proxies);
-        assert_eq!(get(&r, "x-forwarded-proto"), "http");
-    }
-
-    #[test]
-    fn hop_by_hop_headers_stay_behind() {
-        let mut r = req(&[
-            ("connection", "keep-alive, X-Secret"),
-            ("x-secret", "for this hop"),
-            ("keep-alive", "timeout=5"),
-            ("proxy-authorization", "Basic eA=="),
-            ("x-kept", "yes"),
-        ]);
-        prepare_upstream_request(&mut r, "192.0.2.1".parse().unwrap(), false, &[]);
-        for h in ["x-secret", "keep-alive", "proxy-authorization"] {
-            assert!(r.headers.get(h).is_none(), "{h} reached the node");
-        }
-        assert_eq!(get(&r, "x-kept"), "yes");
     }
 
     #[test]

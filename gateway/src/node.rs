@@ -7,7 +7,7 @@
 
 use crate::config::{GatewayConfig, NodeConfig};
 use crate::metrics::{metrics, CODE_CLASSES, PASSIVE_KINDS};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
@@ -70,6 +70,10 @@ impl NodeRuntime {
         peer.options.read_timeout = Some(t.read);
         peer.options.write_timeout = Some(t.write);
         peer.options.idle_timeout = Some(t.upstream_idle);
+        // Pingora removes the hop-by-hop fields, those the client names in
+        // `Connection` and any upgrade but WebSocket's before our request
+        // hooks run (`clients::prepare_upstream_request` counts on it).
+        peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::standard();
         let name = node.name.as_str();
         for kind in PASSIVE_KINDS {
             m.passive_failures.with_label_values(&[name, kind]);

@@ -49,7 +49,9 @@ async fn nodes_get_forwarding_headers_they_can_believe_and_no_hop_by_hop_header(
             .header("X-Forwarded-Proto", "https")
             .header("Connection", "keep-alive, X-Secret")
             .header("X-Secret", "only for the gateway")
-            .header("Keep-Alive", "timeout=5"),
+            .header("Keep-Alive", "timeout=5")
+            .header("Proxy-Authorization", "Basic eA==")
+            .header("Proxy-Connection", "keep-alive"),
     )
     .await;
     assert_eq!(
@@ -65,7 +67,9 @@ async fn nodes_get_forwarding_headers_they_can_believe_and_no_hop_by_hop_header(
         h.get("x-secret").is_none(),
         "a hop-by-hop header reached the node: {h}"
     );
-    assert!(h.get("keep-alive").is_none(), "{h}");
+    for hop in ["keep-alive", "proxy-authorization", "proxy-connection"] {
+        assert!(h.get(hop).is_none(), "{hop} reached the node: {h}");
+    }
 
     // Over HTTPS: proto https, and HSTS on the answer.
     let r = c
