@@ -340,6 +340,24 @@ mod tests {
         let res = client.get(format!("https://{addr}")).send().await.unwrap();
         assert_eq!(res.status(), reqwest::StatusCode::OK);
     }
+
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBlDCCATugAwIBAgIULd2GC8BCnbf18EavS9sX+g5/udQwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwNjAyMTM0MFoYDzIxMjYxMTEy
+MDIxMzQwWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAQoWPKozEoG+6hDU3qS3NOdgQLievXM9UJz7+i5eV739/InGwj7Z/at
+2QsYZAA2DcfWL1gJFvE1JC0DXaH6yS0oo2kwZzAdBgNVHQ4EFgQUBsa2wMco+m+f
+XNXd2S1u01AZUEEwHwYDVR0jBBgwFoAUBsa2wMco+m+fXNXd2S1u01AZUEEwDwYD
+VR0TAQH/BAUwAwEB/zAUBgNVHREEDTALgglsb2NhbGhvc3QwCgYIKoZIzj0EAwID
+RwAwRAIgbdH9dRngKnjE9vYI1b+R5G9sVak0tIopZMMTOcf6L48CIHNKO463RLXt
+7sxi++ctt0406I2d3uQEN4pksAd4myL6
+-----END CERTIFICATE-----\n";
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgKROmGvPk6UjPgWGv
+PnRl/VKZ5svr/DMtX0Kzk6ydY4uhRANCAAQoWPKozEoG+6hDU3qS3NOdgQLievXM
+9UJz7+i5eV739/InGwj7Z/at2QsYZAA2DcfWL1gJFvE1JC0DXaH6yS0o
+-----END PRIVATE KEY-----\n";
+
     #[tokio::test]
     async fn test_settings_with_server_config() {
         use crate::protocols::Ssl;
@@ -358,11 +376,16 @@ mod tests {
         }
 
         pingora_rustls::install_default_crypto_provider();
-        let cert_path = format!("{}/tests/keys/server.crt", env!("CARGO_MANIFEST_DIR"));
-        let key_path = format!("{}/tests/keys/key.pem", env!("CARGO_MANIFEST_DIR"));
-        let (certs, key) = load_certs_and_key_files(&cert_path, &key_path)
-            .unwrap()
-            .unwrap();
+        // The published crate has no tests/keys: a self-signed localhost pair.
+        let dir = std::env::temp_dir().join(format!("pingora-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, TEST_CERT).unwrap();
+        std::fs::write(&key_path, TEST_KEY).unwrap();
+        let (certs, key) =
+            load_certs_and_key_files(cert_path.to_str().unwrap(), key_path.to_str().unwrap())
+                .unwrap()
+                .unwrap();
         let mut config =
             ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
                 .with_no_client_auth()
