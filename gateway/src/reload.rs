@@ -109,6 +109,16 @@ impl Reloader {
         {
             out.push("listeners.https.http2 needs a binary upgrade".into());
         }
+        if self
+            .started
+            .listeners
+            .https
+            .as_ref()
+            .map(|h| h.http2_window)
+            != new.listeners.https.as_ref().map(|h| h.http2_window)
+        {
+            out.push("listeners.https.http2_window_bytes needs a binary upgrade".into());
+        }
         if self.started.listeners.https.as_ref().map(|h| h.resumption)
             != new.listeners.https.as_ref().map(|h| h.resumption)
         {

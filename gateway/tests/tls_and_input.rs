@@ -170,6 +170,57 @@ async fn tls_sessions_resume_as_configured_and_are_counted() {
     }
 }
 
+/// How much of a request body an HTTP/2 client may send on a new stream
+/// before the gateway grants more: the stream window it announces.
+async fn http2_upload_window(gw: &Gateway) -> usize {
+    let config = resuming_client(gw, &rustls::version::TLS13);
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.https.unwrap())
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // A first exchange: the gateway's SETTINGS and window updates are in.
+    let get = http::Request::get("https://localhost/whoami")
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(get, true).unwrap();
+    assert_eq!(answer.await.unwrap().status(), 200);
+    let mut client = client.ready().await.unwrap();
+    let post = http::Request::post("https://localhost/upload")
+        .body(())
+        .unwrap();
+    let (_answer, mut body) = client.send_request(post, false).unwrap();
+    body.reserve_capacity(8 << 20);
+    std::future::poll_fn(|cx| body.poll_capacity(cx))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http2_window_is_256_kib_or_as_configured() {
+    let (dir, a, b) = twins("h2window");
+    for (https_extra, window) in [
+        ("", 256 << 10),
+        ("    http2_window_bytes: 100000\n", 100_000),
+    ] {
+        let opts = GwOpts {
+            https: true,
+            https_extra: https_extra.into(),
+            ..GwOpts::default()
+        };
+        let gw = Gateway::start(&dir, &[&a, &b], &opts);
+        assert_eq!(http2_upload_window(&gw).await, window, "{https_extra:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_gets_a_4xx_and_the_gateway_keeps_serving() {
     let (dir, a, b) = twins("badhttp");
@@ -215,6 +266,10 @@ fn a_malformed_config_refuses_to_start_naming_file_and_field() {
         (
             "listeners:\n  http: 127.0.0.1:1\nprimary: c\nhealth_check:\n  rise: 0\n  interval: 1ms\nnodes:\n  - name: a\n    address: 127.0.0.1:2\n  - name: b\n    address: 127.0.0.1:3\n",
             "health_check.rise (line 5): 0 is out of range",
+        ),
+        (
+            "listeners:\n  https:\n    address: 127.0.0.1:1\n    certificate: c.pem\n    key: k.pem\n    http2_window_bytes: 10\nnodes:\n  - name: a\n    address: 127.0.0.1:2\n  - name: b\n    address: 127.0.0.1:3\n",
+            "listeners.https.http2_window_bytes (line 6): 10 is out of range (65535 to 4194304)",
         ),
         ("listeners: [\n", "listeners: invalid type: sequence"),
         ("listeners:\n  http: \"open\n  metrics: x\n", "at line 2"),

@@ -123,6 +123,13 @@ pub struct FileHttps {
     /// Offer HTTP/2 by ALPN (default true).
     #[serde(default)]
     pub http2: Option<bool>,
+    /// How much of a request body an HTTP/2 client may send on one stream
+    /// before the gateway has passed it on (the stream's flow-control
+    /// window; the connection's is 4 times this). Default 262144 (256 KiB;
+    /// the protocol's default of 64 KiB caps an upload at 2 MiB/s over a
+    /// 30 ms round trip); 65535 to 4194304.
+    #[serde(default)]
+    pub http2_window_bytes: Option<u32>,
     /// TLS sessions kept in memory so that a returning client resumes
     /// without a full handshake (default 20000, as HAProxy's
     /// `tune.ssl.cachesize`; 0 keeps none).

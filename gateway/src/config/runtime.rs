@@ -201,6 +201,8 @@ pub struct HttpsListener {
     /// The loaded and checked key pair.
     pub cert: Arc<CertifiedKey>,
     pub http2: bool,
+    /// The HTTP/2 stream flow-control window (the connection's is 4×).
+    pub http2_window: u32,
     pub resumption: tls::Resumption,
 }
 
@@ -568,12 +570,24 @@ fn listeners(e: &mut Errors, f: &FileConfig, base: &Path) -> Listeners {
                 None
             }
         };
+        let http2_window = match h.http2_window_bytes {
+            Some(n) if !(65_535..=4 << 20).contains(&n) => {
+                e.push(
+                    "listeners.https.http2_window_bytes",
+                    format!("{n} is out of range (65535 to 4194304)"),
+                );
+                n
+            }
+            Some(n) => n,
+            None => 256 << 10,
+        };
         Some(HttpsListener {
             address: address?,
             certificate,
             key,
             cert: cert?,
             http2: h.http2.unwrap_or(true),
+            http2_window,
             resumption: tls::Resumption {
                 session_cache: h.session_cache.unwrap_or(20_000),
                 tickets: h.session_tickets.unwrap_or(true),
