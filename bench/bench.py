@@ -305,6 +305,21 @@ def h2load(port, seconds=DURATION, pinned=False):
     return {"rps": float(rps.group(1)), "requests": int(done.group(2)), "mean": mean_ms, "errors": int(done.group(3))}
 
 
+def s_time(port, seconds=DURATION, pinned=False):
+    """Full TLS handshakes, one connection at a time, each with a request
+    (openssl s_time -new: no session is resumed, unlike wrk's reconnects)."""
+    cmd = load_cmd(pinned) + ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
+                              "-time", str(seconds), "-www", "/whoami"]
+    t0 = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    wall = time.time() - t0
+    m = re.search(r"(\d+) connections in [\d.]+ real seconds", out) or re.search(r"(\d+) connections in", out)
+    if not m or int(m.group(1)) == 0:
+        raise RuntimeError(f"openssl s_time said: {out[-500:]}")
+    n = int(m.group(1))
+    return {"rps": n / wall, "requests": n, "mean": wall / n * 1000, "errors": 0}
+
+
 def measure(target, fn):
     c0 = cpu_seconds(target.proc.pid)
     r = fn()
@@ -378,7 +393,7 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
             pin(t.proc.pid, PROXY_CPU)
     rows = {t.kind: [] for t in targets}
     proxies = [t for t in targets if not isinstance(t, Direct)]
-    https_rows = {t.kind: {"ka": [], "new": [], "h2": []} for t in proxies}
+    https_rows = {t.kind: {"ka": [], "new": [], "full": [], "h2": []} for t in proxies}
     for n in range(ROUNDS):
         # Every other round in the opposite order, so that whatever
         # drifts within a round (warmth, frequency) favours no target.
@@ -390,6 +405,7 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
             for t in [t for t in order if not isinstance(t, Direct)]:
                 https_rows[t.kind]["ka"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami", pinned=pinned)))
                 https_rows[t.kind]["new"].append(measure(t, lambda: wrk(f"https://127.0.0.1:{t.https}/whoami", conns=20, close=True, pinned=pinned)))
+                https_rows[t.kind]["full"].append(measure(t, lambda: s_time(t.https, pinned=pinned)))
                 https_rows[t.kind]["h2"].append(measure(t, lambda: h2load(t.https, pinned=pinned)))
     where = ", pinned" if pinned else ""
     if plain:
@@ -408,7 +424,8 @@ def section(say, a, b, tls, kinds, threads, pinned, plain, https):
         say()
     if https and threads == 1:
         for key, title, cols in (("ka", "HTTPS keep-alive (HTTP/1.1), 1 thread", "p99"),
-                                 ("new", "HTTPS, new TLS handshake per request (20 connections), 1 thread", "p99"),
+                                 ("new", "HTTPS, a new connection per request, its TLS session resumed (wrk, 20 connections), 1 thread", "p99"),
+                                 ("full", "HTTPS, a full TLS handshake per connection (openssl s_time -new, one at a time), 1 thread", "mean"),
                                  ("h2", "HTTP/2 over TLS (h2load, 10 connections × 10 streams), 1 thread", "mean")):
             base = med(https_rows["haproxy"][key], "rps")
             say(f"## {title}{where}\n")
@@ -440,7 +457,7 @@ def against_targets(say):
         if table.startswith("h2"):
             check("req/s ≥ 0.8× HAProxy", table, ratio >= 0.8, f"{ratio:.2f}×")
             continue
-        if table.startswith("new"):
+        if table.startswith("new") or table.startswith("full"):
             continue
         check("req/s ≥ 1.0× HAProxy", table, ratio >= 1.0, f"{ratio:.2f}×")
         check("p99 ≤ HAProxy's", table, us["p99"] <= them["p99"], f"{us['p99']:.2f} ms vs {them['p99']:.2f} ms")
@@ -496,7 +513,7 @@ def main():
         tables = list(dict.fromkeys(t for (_, t) in TARGETS))
         say("## What each change gave\n")
         say("Each build is the one above it plus one change; medians from the tables above (same run). "
-            "ka = HTTPS keep-alive, new = a TLS handshake per request, h2 = HTTP/2 over TLS.\n")
+            "ka = HTTPS keep-alive, new = a new connection per request (session resumed), full = a full TLS handshake per connection, h2 = HTTP/2 over TLS.\n")
         say("| build | " + " | ".join(f"{tb} req/s | {tb} CPU/100k" for tb in tables) + " |")
         say("|---|" + "---:|---:|" * len(tables))
         for kind in order + ["haproxy"]:
@@ -535,7 +552,10 @@ def main():
         # the results it explains.
         # bench/instructions' table (instructions per request) too.
         here = os.path.join(ROOT, "bench")
-        for name in sorted((f for f in os.listdir(here) if f.startswith("LEVERS") and f.endswith(".md")), key=lambda f: (f != "LEVERS.md", f)) + ["INSTRUCTIONS.md"]:
+        def series(prefix):
+            return sorted((f for f in os.listdir(here) if f.startswith(prefix) and f.endswith(".md")),
+                          key=lambda f: (f != f"{prefix}.md", f))
+        for name in series("LEVERS") + series("INSTRUCTIONS"):
             path = os.path.join(here, name)
             if os.path.exists(path):
                 lines += ["", open(path).read().replace("# ", "## ", 1)]
