@@ -27,7 +27,7 @@ for i, arg in enumerate(sys.argv):
         # "twinport" runs the gateway binary.
         COMPARE[label if label.startswith("twinport") else f"twinport-{label}"] = path
 OUT = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
-# `--only plain1,https,pinned`: only these sections (default: all of them).
+# `--only plain1,https,upload,plain2,pinned`: only these sections (default: all of them).
 ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else None
 # Pinned tables: the proxy on CPU 0, load generator and backends on CPU 1.
 PROXY_CPU, LOAD_CPU = "0", "1"
@@ -36,6 +36,9 @@ ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv
 DURATION = 3 if QUICK else 4
 CONNS = 50
 TRIALS = 5 if QUICK else 20
+# kind -> more of a Twinport `listeners.https` mapping (", key: value"), for
+# a comparison of settings of one build (bench/LEVERS-3.md).
+HTTPS_OPTIONS = {}
 TMP = tempfile.mkdtemp(prefix="twinport-bench-")
 procs = []
 # (kind, table) -> the medians (and memory) each table showed: for the
@@ -158,7 +161,7 @@ class Proxy:
         if kind.startswith("twinport"):
             conf = f"""listeners:
   http: 127.0.0.1:{self.http}
-  https: {{address: 127.0.0.1:{self.https}, certificate: {cert_file}, key: {key_file}}}
+  https: {{address: 127.0.0.1:{self.https}, certificate: {cert_file}, key: {key_file}{HTTPS_OPTIONS.get(kind, "")}}}
   metrics: 127.0.0.1:{free_port()}
 mode: active-standby
 nodes:
@@ -212,6 +215,7 @@ http {{
     keepalive 64;
   }}
   keepalive_requests 1000000;
+  client_max_body_size 16m;
   server {{
     listen 127.0.0.1:{self.http};
     listen 127.0.0.1:{self.https} ssl http2;
@@ -303,6 +307,50 @@ def h2load(port, seconds=DURATION, pinned=False):
     m = mean.group(1) if mean else "?"
     mean_ms = float(m[:-2]) if m.endswith("ms") else float(m[:-2]) / 1000 if m.endswith("us") else float("nan")
     return {"rps": float(rps.group(1)), "requests": int(done.group(2)), "mean": mean_ms, "errors": int(done.group(3))}
+
+
+UPLOAD_FILE = f"{TMP}/upload-1MiB.bin"
+UPLOADS = 100 if QUICK else 400
+
+
+def h2upload(port, pinned=False):
+    """HTTP/2 uploads of 1 MiB each (POST /upload, which reads the body),
+    4 connections × 4 streams: how fast a body gets through the proxy."""
+    if not os.path.exists(UPLOAD_FILE):
+        with open(UPLOAD_FILE, "wb") as f:
+            f.write(os.urandom(1 << 20))
+    cmd = load_cmd(pinned) + ["h2load", "-d", UPLOAD_FILE, "-n", str(UPLOADS), "-c", "4", "-m", "4", "-t", "1",
+                              f"https://127.0.0.1:{port}/upload"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    if not rps or not done:
+        raise RuntimeError(f"h2load said: {out}")
+    return {"rps": float(rps.group(1)), "requests": int(done.group(2)), "errors": UPLOADS - int(done.group(2))}
+
+
+def upload_section(say, a, b, tls, kinds):
+    """HTTP/2 uploads through every proxy, alternating rounds."""
+    targets = [Proxy(k, a, b, 1, tls) for k in kinds]
+    rows = {t.kind: [] for t in targets}
+    try:
+        for n in range(ROUNDS):
+            for t in (targets if n % 2 == 0 else targets[::-1]):
+                rows[t.kind].append(measure(t, lambda: h2upload(t.https)))
+    finally:
+        for t in targets:
+            t.close()
+    base = med(rows["haproxy"], "rps") if "haproxy" in rows else None
+    say(f"## HTTP/2 uploads of 1 MiB (h2load -d, 4 connections × 4 streams, {UPLOADS} per run), 1 thread\n")
+    say("| target | uploads/s | × HAProxy | CPU ms per upload | RSS peak MiB | errors |")
+    say("|---|---:|---:|---:|---:|---:|")
+    for t in targets:
+        r = rows[t.kind]
+        TARGETS[(t.kind, "upload")] = {"rps": med(r, "rps"), "cpu": med(r, "cpu_per_100k")}
+        ratio = f"{med(r, 'rps') / base:.2f}" if base else "–"
+        say(f"| {t.kind} | {fmt(med(r, 'rps'))} | {ratio} | {med(r, 'cpu_per_100k') / 100:.2f} | "
+            f"{max(x['peak_kib'] for x in r) / 1024:.1f} | {sum(x['errors'] for x in r)} |")
+    say()
 
 
 def s_time(port, seconds=DURATION, pinned=False):
@@ -457,7 +505,7 @@ def against_targets(say):
         if table.startswith("h2"):
             check("req/s ≥ 0.8× HAProxy", table, ratio >= 0.8, f"{ratio:.2f}×")
             continue
-        if table.startswith("new") or table.startswith("full"):
+        if table.split(",")[0] in ("new", "full", "upload"):
             continue
         check("req/s ≥ 1.0× HAProxy", table, ratio >= 1.0, f"{ratio:.2f}×")
         check("p99 ≤ HAProxy's", table, us["p99"] <= them["p99"], f"{us['p99']:.2f} ms vs {them['p99']:.2f} ms")
@@ -492,6 +540,8 @@ def main():
     kinds = ("twinport",) + tuple(COMPARE) + ("haproxy", "nginx")
     if wanted("plain1") or wanted("https"):
         section(say, a, b, tls, kinds, 1, pinned=False, plain=wanted("plain1"), https=wanted("https"))
+    if wanted("upload"):
+        upload_section(say, a, b, tls, kinds)
     if wanted("plain2"):
         section(say, a, b, tls, kinds, 2, pinned=False, plain=True, https=False)
     if wanted("pinned"):
@@ -555,7 +605,7 @@ def main():
         def series(prefix):
             return sorted((f for f in os.listdir(here) if f.startswith(prefix) and f.endswith(".md")),
                           key=lambda f: (f != f"{prefix}.md", f))
-        for name in series("LEVERS") + series("INSTRUCTIONS"):
+        for name in series("LEVERS") + series("INSTRUCTIONS") + ["UPLOAD-RTT.md"]:
             path = os.path.join(here, name)
             if os.path.exists(path):
                 lines += ["", open(path).read().replace("# ", "## ", 1)]

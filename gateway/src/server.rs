@@ -52,8 +52,10 @@ pub fn server_conf(c: &GatewayConfig) -> ServerConf {
 /// HTTP/2 settings of the HTTPS listener: pingora's bounded defaults (64 KiB
 /// of decoded headers, 100 streams per connection) with a stream window of
 /// `window` bytes and a connection window of 4 × `window`. The protocol's
-/// 64 KiB windows make an upload wait for a round trip every 64 KiB
-/// (bench/RESULTS.md, "lever 6": +36 % uploads of 1 MiB on loopback).
+/// 64 KiB windows make an upload wait for a round trip every 64 KiB: over
+/// a 30 ms round trip 2.0 MiB/s, with 256 KiB 5.9 MiB/s, with 1 MiB 21 MiB/s
+/// (bench/UPLOAD-RTT.md). A larger window is more a stalled node can make
+/// the gateway hold per connection (up to 4 × `window`).
 pub fn h2_options(window: u32) -> pingora::protocols::http::v2::server::H2Options {
     let mut o = pingora::protocols::http::v2::server::default_h2_options();
     o.initial_window_size(window);

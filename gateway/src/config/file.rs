@@ -127,7 +127,9 @@ pub struct FileHttps {
     /// before the gateway has passed it on (the stream's flow-control
     /// window; the connection's is 4 times this). Default 262144 (256 KiB;
     /// the protocol's default of 64 KiB caps an upload at 2 MiB/s over a
-    /// 30 ms round trip); 65535 to 4194304.
+    /// 30 ms round trip, 256 KiB at about 6, 1 MiB at about 21: see
+    /// bench/UPLOAD-RTT.md); 65535 to 4194304. A larger window is more
+    /// memory a stalled node can make the gateway hold per connection.
     #[serde(default)]
     pub http2_window_bytes: Option<u32>,
     /// TLS sessions kept in memory so that a returning client resumes
