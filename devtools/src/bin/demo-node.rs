@@ -180,17 +180,8 @@ async fn record(State(n): State<Shared>, Query(q): Query<RecordQuery>) -> Respon
     Json(json!({ "node": n.name, "id": q.id })).into_response()
 }
 
-/// The largest body `/bytes/{n}` sends and `/upload` takes (benchmarks of
-/// large answers and uploads).
+/// The largest body `/upload` takes (bench/run's HTTP/2 uploads).
 const MAX_BENCH_BODY: usize = 16 << 20;
-
-/// `n` bytes of `x` (at most 16 MiB).
-async fn bytes(Path(n): Path<usize>) -> Response {
-    if n > MAX_BENCH_BODY {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    }
-    vec![b'x'; n].into_response()
-}
 
 /// Reads the whole request body (at most 16 MiB) and answers its length.
 async fn upload(body: axum::body::Body) -> Response {
@@ -278,7 +269,6 @@ async fn main() -> anyhow::Result<()> {
         .route("/app", get(app))
         .route("/status/{code}", get(status))
         .route("/record", post(record))
-        .route("/bytes/{n}", get(bytes))
         .route("/upload", post(upload))
         .layer(axum::middleware::map_response(move |mut r: Response| {
             let (header, version) = (header.clone(), version.clone());
