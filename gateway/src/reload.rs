@@ -104,27 +104,28 @@ impl Reloader {
                 ));
             }
         }
-        if self.started.listeners.https.as_ref().map(|h| h.http2)
-            != new.listeners.https.as_ref().map(|h| h.http2)
-        {
-            out.push("listeners.https.http2 needs a binary upgrade".into());
-        }
-        if self
-            .started
-            .listeners
-            .https
-            .as_ref()
-            .map(|h| h.http2_window)
-            != new.listeners.https.as_ref().map(|h| h.http2_window)
-        {
-            out.push("listeners.https.http2_window_bytes needs a binary upgrade".into());
-        }
-        if self.started.listeners.https.as_ref().map(|h| h.resumption)
-            != new.listeners.https.as_ref().map(|h| h.resumption)
-        {
-            out.push(
-                "listeners.https.session_cache and session_tickets need a binary upgrade".into(),
-            );
+        // The HTTPS listener's settings that pingora takes at start only.
+        let (was, now) = (
+            self.started.listeners.https.as_ref(),
+            new.listeners.https.as_ref(),
+        );
+        for (changed, what) in [
+            (
+                differs(was, now, |h| h.http2),
+                "listeners.https.http2 needs a binary upgrade",
+            ),
+            (
+                differs(was, now, |h| h.http2_window),
+                "listeners.https.http2_window_bytes needs a binary upgrade",
+            ),
+            (
+                differs(was, now, |h| h.resumption),
+                "listeners.https.session_cache and session_tickets need a binary upgrade",
+            ),
+        ] {
+            if changed {
+                out.push(what.into());
+            }
         }
         if self.started.server != new.server {
             out.push("server settings (threads, grace periods, pid file, upgrade socket) need a binary upgrade".into());
@@ -175,5 +176,26 @@ impl Reloader {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Whether a setting of an optional section (the HTTPS listener) differs
+/// between two configs; a section there in one and not the other does.
+fn differs<S, T: PartialEq>(a: Option<&S>, b: Option<&S>, setting: impl Fn(&S) -> T) -> bool {
+    a.map(&setting) != b.map(&setting)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::differs;
+
+    #[test]
+    fn a_setting_differs_when_it_changes_or_its_section_comes_or_goes() {
+        let (a, b) = ((1, true), (1, false));
+        assert!(!differs(Some(&a), Some(&b), |s| s.0));
+        assert!(differs(Some(&a), Some(&b), |s| s.1));
+        assert!(differs(Some(&a), None, |s| s.0));
+        assert!(differs(None, Some(&b), |s| s.0));
+        assert!(!differs(None::<&(i32, bool)>, None, |s| s.0));
     }
 }
