@@ -106,10 +106,16 @@ pub fn admin_server_config(
     Ok(builder.with_cert_resolver(Arc::new(CertResolverStatic(Arc::new(ck)))))
 }
 
-/// The one crypto provider of both TLS listeners (bench/RESULTS.md, "what
-/// each change gave", says why this one).
+/// The one crypto provider of both TLS listeners (bench/LEVERS-3.md says
+/// why ring and not aws-lc-rs); [`ticketer`] is the same library's.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Stateless session tickets from [`provider`]'s library (the key changes
+/// every 6 hours).
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, rustls::Error> {
+    rustls::crypto::ring::Ticketer::new()
 }
 
 /// TLS 1.3 and 1.2 with [`provider`]; the error is rustls' reason.
@@ -154,8 +160,7 @@ pub fn listener_server_config(
         )))
     };
     if resumption.tickets {
-        let ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| bad(e.to_string()))?;
-        config.ticketer = Arc::new(CountResumed(ticketer));
+        config.ticketer = Arc::new(CountResumed(ticketer().map_err(|e| bad(e.to_string()))?));
     }
     Ok(config)
 }
