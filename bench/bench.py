@@ -296,17 +296,27 @@ def wrk(url, conns=CONNS, close=False, seconds=DURATION, pinned=False):
     return {"rps": n / (dur_us / 1e6), "requests": n, "p50": p50 / 1000, "p99": p99 / 1000, "p999": p999 / 1000, "errors": errors}
 
 
-def h2load(port, seconds=DURATION, pinned=False):
-    cmd = load_cmd(pinned) + ["h2load", "-D", str(seconds), "-c", "10", "-m", "10", "-t", "1", f"https://127.0.0.1:{port}/whoami"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
-    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+def run_h2load(args, timeout):
+    """Runs h2load with `args` (load_cmd's prefix included, if any) and reads
+    its summary: req/s, requests succeeded and failed, the run's seconds
+    and the mean time per request in ms (nan if it printed none)."""
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    out = r.stdout
+    took = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    if not took or not done:
+        raise RuntimeError(f"h2load said: {out}{r.stderr}")
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
-    if not rps or not done:
-        raise RuntimeError(f"h2load said: {out}")
     m = mean.group(1) if mean else "?"
     mean_ms = float(m[:-2]) if m.endswith("ms") else float(m[:-2]) / 1000 if m.endswith("us") else float("nan")
-    return {"rps": float(rps.group(1)), "requests": int(done.group(2)), "mean": mean_ms, "errors": int(done.group(3))}
+    return {"rps": float(took.group(3)), "succeeded": int(done.group(2)), "failed": int(done.group(3)),
+            "seconds": float(took.group(1)) / (1000 if took.group(2) == "ms" else 1), "mean": mean_ms}
+
+
+def h2load(port, seconds=DURATION, pinned=False):
+    cmd = load_cmd(pinned) + ["h2load", "-D", str(seconds), "-c", "10", "-m", "10", "-t", "1", f"https://127.0.0.1:{port}/whoami"]
+    r = run_h2load(cmd, seconds + 30)
+    return {"rps": r["rps"], "requests": r["succeeded"], "mean": r["mean"], "errors": r["failed"]}
 
 
 UPLOAD_FILE = f"{TMP}/upload-1MiB.bin"
@@ -321,12 +331,8 @@ def h2upload(port, pinned=False):
             f.write(os.urandom(1 << 20))
     cmd = load_cmd(pinned) + ["h2load", "-d", UPLOAD_FILE, "-n", str(UPLOADS), "-c", "4", "-m", "4", "-t", "1",
                               f"https://127.0.0.1:{port}/upload"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
-    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
-    if not rps or not done:
-        raise RuntimeError(f"h2load said: {out}")
-    return {"rps": float(rps.group(1)), "requests": int(done.group(2)), "errors": UPLOADS - int(done.group(2))}
+    r = run_h2load(cmd, 300)
+    return {"rps": r["rps"], "requests": r["succeeded"], "errors": UPLOADS - r["succeeded"]}
 
 
 def upload_section(say, a, b, tls, kinds):
